@@ -1,0 +1,401 @@
+#include "control/config.h"
+
+#include <CLI/CLI.hpp>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "control/document_reader.h"
+#include "control/kube_time.h"
+#include "control/proxier_factory.h"
+#include "control/status_server.h"
+
+namespace capstan::control {
+
+std::string_view toString(ProxyMode mode) {
+  switch (mode) {
+    case ProxyMode::kIptables:
+      return "iptables";
+    case ProxyMode::kNftables:
+      return "nftables";
+    case ProxyMode::kIpvs:
+      return "ipvs";
+    case ProxyMode::kDpdk:
+      return "dpdk";
+    case ProxyMode::kNone:
+      return "none";
+  }
+  return "?";
+}
+
+std::optional<ProxyMode> parseProxyMode(std::string_view text) {
+  if (text == "iptables" || text.empty()) return ProxyMode::kIptables;
+  if (text == "nftables") return ProxyMode::kNftables;
+  if (text == "ipvs") return ProxyMode::kIpvs;
+  if (text == "dpdk") return ProxyMode::kDpdk;
+  if (text == "none") return ProxyMode::kNone;
+  return std::nullopt;
+}
+
+namespace {
+
+// The raw flag values, before they are checked and applied over the file.
+struct Flags {
+  std::string mode;
+  std::vector<std::string> manifests;
+  std::string hostnameOverride;
+  std::string clusterCIDR;
+  std::vector<std::string> nodePortAddresses;
+  bool masqueradeAll = false;
+  std::string minSyncPeriod;
+  std::string syncPeriod;
+  std::string healthzBindAddress;
+  std::string metricsBindAddress;
+  std::string configFile;
+  int verbosity = 0;
+  bool dryRun = false;
+  bool cleanup = false;
+  std::string ingressClass;
+  size_t manifestMaxFileBytes = 0;
+  bool version = false;
+};
+
+void defineFlags(CLI::App& app, Flags& f) {
+  app.add_option("--proxy-mode", f.mode,
+                 "Which proxy mode to use: iptables (default), nftables, ipvs, dpdk or none (no "
+                 "L4 dataplane)");
+  app.add_option("--manifests", f.manifests,
+                 "A file or directory of Kubernetes manifests (YAML or JSON) to read objects "
+                 "from; repeatable. Directories are watched for changes");
+  app.add_option("--hostname-override", f.hostnameOverride,
+                 "The name of this node, if not the host name");
+  app.add_option("--cluster-cidr", f.clusterCIDR,
+                 "The CIDR range(s) of the pods in the cluster, comma-separated for dual-stack; "
+                 "traffic from outside them to a ClusterIP is masqueraded");
+  app.add_option("--nodeport-addresses", f.nodePortAddresses,
+                 "CIDRs (or \"primary\") of the node addresses NodePorts are served on; all "
+                 "addresses when unset")
+      ->delimiter(',');
+  app.add_flag("--masquerade-all", f.masqueradeAll,
+               "SNAT all traffic sent through Service cluster IPs");
+  app.add_option("--min-sync-period", f.minSyncPeriod,
+                 "The minimum period between syncs of the dataplane, e.g. 1s, 500ms (default 1s)");
+  app.add_option("--sync-period", f.syncPeriod,
+                 "The maximum period between full syncs of the dataplane (default 30s)");
+  app.add_option("--healthz-bind-address", f.healthzBindAddress,
+                 "IP:port of the health check server (/healthz, /livez); empty disables it "
+                 "(default 0.0.0.0:10256)");
+  app.add_option("--metrics-bind-address", f.metricsBindAddress,
+                 "IP:port of the metrics server (/metrics); empty disables it (default "
+                 "127.0.0.1:10249)");
+  app.add_option("--config", f.configFile,
+                 "A YAML configuration file (KubeProxyConfiguration fields); flags given on the "
+                 "command line override it. SIGHUP re-reads it");
+  app.add_option("-v,--v", f.verbosity, "Log verbosity: 0 info, 2 debug, 4 trace");
+  app.add_flag("--dry-run", f.dryRun,
+               "Print what the proxy mode would program for the manifests, and exit: 0 if they "
+               "are valid, 1 with the errors if not");
+  app.add_flag("--cleanup", f.cleanup, "Remove everything the proxy mode programmed, and exit");
+  app.add_option("--ingress-class", f.ingressClass,
+                 "The IngressClass name this Capstan serves (default capstan)");
+  app.add_option("--manifest-max-file-size", f.manifestMaxFileBytes,
+                 "Manifest files larger than this many bytes are refused (default 33554432)");
+  app.add_flag("--version", f.version, "Print the version and exit");
+}
+
+Result<std::vector<Cidr>> parseCidrList(std::string_view text, const std::string& what) {
+  std::vector<Cidr> out;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t comma = text.find(',', start);
+    std::string_view item =
+        text.substr(start, comma == std::string_view::npos ? text.npos : comma - start);
+    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+    while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+    if (!item.empty()) {
+      auto cidr = Cidr::parse(item);
+      if (!cidr) return Error(what + ": invalid CIDR \"" + std::string(item) + "\"");
+      out.push_back(*cidr);
+    }
+    if (comma == std::string_view::npos) break;
+    start = comma + 1;
+  }
+  if (out.size() > 2 || (out.size() == 2 && out[0].family() == out[1].family())) {
+    return Error(what + ": at most one CIDR per IP family");
+  }
+  return out;
+}
+
+Result<std::chrono::nanoseconds> parseDuration(const std::string& text, const std::string& what) {
+  auto ns = parseGoDuration(text);
+  if (!ns || *ns < 0) {
+    return Error(what + ": invalid duration \"" + text + "\" (examples: 1s, 500ms, 2m30s)");
+  }
+  return std::chrono::nanoseconds(*ns);
+}
+
+// Fields of kube-proxy's KubeProxyConfiguration that Capstan accepts and does not use (they
+// configure things Capstan does differently or not at all), so existing files still load.
+const std::set<std::string> kIgnoredKubeProxyFields = {"bindAddress",
+                                                       "bindAddressHardFail",
+                                                       "clientConnection",
+                                                       "configSyncPeriod",
+                                                       "conntrack",
+                                                       "detectLocal",
+                                                       "detectLocalMode",
+                                                       "enableProfiling",
+                                                       "featureGates",
+                                                       "ipvs",
+                                                       "nftables",
+                                                       "linux",
+                                                       "oomScoreAdj",
+                                                       "portRange",
+                                                       "showHiddenMetricsForVersion",
+                                                       "udpIdleTimeout",
+                                                       "winkernel",
+                                                       "windowsRunAsService"};
+
+Status applyConfigFile(const std::string& path, Config& config) {
+  std::ifstream in(path);
+  if (!in) return Error(path + ": cannot read the configuration file");
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  std::optional<Value> doc;
+  Status st = readYamlDocuments(buffer.str(), [&](Value v, size_t) -> Status {
+    if (doc) return Error("one document expected, found several");
+    doc = std::move(v);
+    return okStatus();
+  });
+  if (!st.ok()) return st.error().withContext(path);
+  if (!doc) return okStatus();  // an empty file changes nothing
+  if (!doc->isObject()) return Error(path + ": expected a mapping of settings");
+
+  auto where = [&](const std::string& field) { return path + ": " + field; };
+  auto str = [&](const Value& v, const std::string& field) -> Result<std::string> {
+    if (v.isNull()) return std::string();
+    if (!v.isString()) {
+      return Error(where(field) + ": expected a string, got " + std::string(v.typeName()));
+    }
+    return v.asString();
+  };
+  auto boolean = [&](const Value& v, const std::string& field) -> Result<bool> {
+    if (v.type() != Value::Type::kBool) {
+      return Error(where(field) + ": expected true or false, got " + std::string(v.typeName()));
+    }
+    return v.asBool();
+  };
+  auto duration = [&](const Value& v,
+                      const std::string& field) -> Result<std::chrono::nanoseconds> {
+    auto s = str(v, field);
+    if (!s.ok()) return s.error();
+    return parseDuration(*s, where(field));
+  };
+  auto stringList = [&](const Value& v,
+                        const std::string& field) -> Result<std::vector<std::string>> {
+    std::vector<std::string> out;
+    if (v.isNull()) return out;
+    if (!v.isArray()) return Error(where(field) + ": expected a list of strings");
+    for (const Value& item : v.asArray()) {
+      auto s = str(item, field);
+      if (!s.ok()) return s.error();
+      out.push_back(*s);
+    }
+    return out;
+  };
+#define CAPSTAN_TRY(lhs, expr)       \
+  do {                               \
+    auto r_ = (expr);                \
+    if (!r_.ok()) return r_.error(); \
+    lhs = std::move(r_).value();     \
+  } while (0)
+
+  for (const auto& [key, v] : doc->asObject()) {
+    if (key == "apiVersion" || key == "kind") {
+      auto s = str(v, key);
+      if (!s.ok()) return s.error();
+      static const std::set<std::string> kAccepted = {
+          "kubeproxy.config.k8s.io/v1alpha1", "capstan.io/v1alpha1", "KubeProxyConfiguration",
+          "CapstanConfiguration"};
+      if (!kAccepted.count(*s)) {
+        return Error(where(key) + ": unsupported value \"" + *s +
+                     "\" (want kubeproxy.config.k8s.io/v1alpha1 KubeProxyConfiguration or "
+                     "capstan.io/v1alpha1 CapstanConfiguration)");
+      }
+    } else if (key == "mode") {
+      std::string s;
+      CAPSTAN_TRY(s, str(v, key));
+      auto mode = parseProxyMode(s);
+      if (!mode) return Error(where(key) + ": unsupported proxy mode \"" + s + "\"");
+      config.mode = *mode;
+    } else if (key == "manifests") {
+      CAPSTAN_TRY(config.manifests, stringList(v, key));
+    } else if (key == "hostnameOverride") {
+      CAPSTAN_TRY(config.hostnameOverride, str(v, key));
+    } else if (key == "clusterCIDR") {
+      std::string s;
+      CAPSTAN_TRY(s, str(v, key));
+      CAPSTAN_TRY(config.clusterCIDRs, parseCidrList(s, where(key)));
+    } else if (key == "nodePortAddresses") {
+      CAPSTAN_TRY(config.nodePortAddresses, stringList(v, key));
+    } else if (key == "healthzBindAddress") {
+      CAPSTAN_TRY(config.healthzBindAddress, str(v, key));
+    } else if (key == "metricsBindAddress") {
+      CAPSTAN_TRY(config.metricsBindAddress, str(v, key));
+    } else if (key == "syncPeriod") {
+      CAPSTAN_TRY(config.syncPeriod, duration(v, key));
+    } else if (key == "minSyncPeriod") {
+      CAPSTAN_TRY(config.minSyncPeriod, duration(v, key));
+    } else if (key == "masqueradeAll") {
+      CAPSTAN_TRY(config.masqueradeAll, boolean(v, key));
+    } else if (key == "ingressClass") {
+      CAPSTAN_TRY(config.ingressClass, str(v, key));
+    } else if (key == "manifestMaxFileSize") {
+      if (v.type() != Value::Type::kInt || v.asInt() <= 0) {
+        return Error(where(key) + ": expected a positive number of bytes");
+      }
+      config.manifestMaxFileBytes = static_cast<size_t>(v.asInt());
+    } else if (key == "iptables" || key == "logging") {
+      if (v.isNull()) continue;
+      if (!v.isObject()) return Error(where(key) + ": expected a mapping");
+      for (const auto& [sub, sv] : v.asObject()) {
+        std::string field = key + "." + sub;
+        if (key == "iptables" && sub == "masqueradeAll") {
+          CAPSTAN_TRY(config.masqueradeAll, boolean(sv, field));
+        } else if (key == "iptables" && sub == "syncPeriod") {
+          CAPSTAN_TRY(config.syncPeriod, duration(sv, field));
+        } else if (key == "iptables" && sub == "minSyncPeriod") {
+          CAPSTAN_TRY(config.minSyncPeriod, duration(sv, field));
+        } else if (key == "logging" && sub == "verbosity") {
+          if (sv.type() != Value::Type::kInt) return Error(where(field) + ": expected an integer");
+          config.verbosity = static_cast<int>(sv.asInt());
+        }
+        // Other iptables.* and logging.* fields are kube-proxy's and not used here.
+      }
+    } else if (!kIgnoredKubeProxyFields.count(key)) {
+      return Error(where(key) + ": unknown field");
+    }
+  }
+#undef CAPSTAN_TRY
+  return okStatus();
+}
+
+Status validate(const Config& c) {
+  if (c.syncPeriod <= std::chrono::nanoseconds(0))
+    return Error("--sync-period: must be greater than 0");
+  if (c.minSyncPeriod > c.syncPeriod) {
+    return Error("--min-sync-period: must not be longer than --sync-period");
+  }
+  for (const std::string& address : c.nodePortAddresses) {
+    if (address != "primary" && !Cidr::parse(address)) {
+      return Error("--nodeport-addresses: invalid CIDR \"" + address + "\" (or use \"primary\")");
+    }
+  }
+  if (!c.healthzBindAddress.empty()) {
+    if (auto hp = parseHostPort(c.healthzBindAddress); !hp.ok()) {
+      return hp.error().withContext("--healthz-bind-address");
+    }
+  }
+  if (!c.metricsBindAddress.empty()) {
+    if (auto hp = parseHostPort(c.metricsBindAddress); !hp.ok()) {
+      return hp.error().withContext("--metrics-bind-address");
+    }
+  }
+  if (c.manifests.empty() && !c.cleanup) {
+    return Error(
+        "--manifests: required (the files or directories to read Services, EndpointSlices and "
+        "Ingresses from)");
+  }
+  if (c.verbosity < 0) return Error("-v: must not be negative");
+  return okStatus();
+}
+
+}  // namespace
+
+std::string usage() {
+  CLI::App app("capstan: a Kubernetes service proxy and load balancer", "capstan");
+  Flags flags;
+  defineFlags(app, flags);
+  return app.help();
+}
+
+Result<ParsedArgs> parseArgs(const std::vector<std::string>& rawArgs) {
+  // Go's flag package accepts -flag=value with one dash; kube-proxy users write -v=2.
+  std::vector<std::string> args;
+  for (const std::string& a : rawArgs) {
+    if (a.size() > 2 && a[0] == '-' && a[1] != '-' && a.find('=') != std::string::npos &&
+        a.find('=') > 2) {
+      args.push_back("-" + a);
+    } else if (a.starts_with("-v=")) {
+      args.push_back("--v=" + a.substr(3));
+    } else {
+      args.push_back(a);
+    }
+  }
+  CLI::App app("capstan: a Kubernetes service proxy and load balancer", "capstan");
+  Flags f;
+  defineFlags(app, f);
+  ParsedArgs out;
+  try {
+    std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 takes them reversed
+    app.parse(reversed);
+  } catch (const CLI::CallForHelp&) {
+    out.exitNow = true;
+    out.output = app.help();
+    return out;
+  } catch (const CLI::ParseError& e) {
+    return Error(std::string(e.what()) + " (see capstan --help)");
+  }
+  if (f.version) {
+    out.exitNow = true;
+    out.output = "capstan " CAPSTAN_VERSION " (proxy modes: " + builtModeNames() + ")\n";
+    return out;
+  }
+
+  Config& c = out.config;
+  if (!f.configFile.empty()) {
+    c.configFile = f.configFile;
+    if (Status st = applyConfigFile(f.configFile, c); !st.ok()) return st.error();
+  }
+  auto given = [&](const char* name) { return app.count(name) > 0; };
+  if (given("--proxy-mode")) {
+    auto mode = parseProxyMode(f.mode);
+    if (!mode) {
+      return Error("--proxy-mode: unsupported value \"" + f.mode +
+                   "\" (supported: iptables, nftables, ipvs, dpdk, none)");
+    }
+    c.mode = *mode;
+  }
+  if (given("--manifests")) c.manifests = f.manifests;
+  if (given("--hostname-override")) c.hostnameOverride = f.hostnameOverride;
+  if (given("--cluster-cidr")) {
+    auto cidrs = parseCidrList(f.clusterCIDR, "--cluster-cidr");
+    if (!cidrs.ok()) return cidrs.error();
+    c.clusterCIDRs = *cidrs;
+  }
+  if (given("--nodeport-addresses")) c.nodePortAddresses = f.nodePortAddresses;
+  if (given("--masquerade-all")) c.masqueradeAll = f.masqueradeAll;
+  if (given("--min-sync-period")) {
+    auto d = parseDuration(f.minSyncPeriod, "--min-sync-period");
+    if (!d.ok()) return d.error();
+    c.minSyncPeriod = *d;
+  }
+  if (given("--sync-period")) {
+    auto d = parseDuration(f.syncPeriod, "--sync-period");
+    if (!d.ok()) return d.error();
+    c.syncPeriod = *d;
+  }
+  if (given("--healthz-bind-address")) c.healthzBindAddress = f.healthzBindAddress;
+  if (given("--metrics-bind-address")) c.metricsBindAddress = f.metricsBindAddress;
+  if (given("--v")) c.verbosity = f.verbosity;
+  if (given("--dry-run")) c.dryRun = f.dryRun;
+  if (given("--cleanup")) c.cleanup = f.cleanup;
+  if (given("--ingress-class")) c.ingressClass = f.ingressClass;
+  if (given("--manifest-max-file-size")) {
+    if (f.manifestMaxFileBytes == 0) return Error("--manifest-max-file-size: must be positive");
+    c.manifestMaxFileBytes = f.manifestMaxFileBytes;
+  }
+  if (Status st = validate(c); !st.ok()) return st.error();
+  return out;
+}
+
+}  // namespace capstan::control

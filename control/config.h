@@ -1,0 +1,60 @@
+// The daemon's configuration: command-line flags (named as kube-proxy names them) and the
+// --config file (YAML; kube-proxy's KubeProxyConfiguration field names are accepted, so an
+// existing kube-proxy ConfigMap works), flags given explicitly winning over the file.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "model/ip.h"
+#include "model/result.h"
+
+namespace capstan::control {
+
+enum class ProxyMode { kIptables, kNftables, kIpvs, kDpdk, kNone };
+
+std::string_view toString(ProxyMode mode);
+std::optional<ProxyMode> parseProxyMode(std::string_view text);
+
+struct Config {
+  ProxyMode mode = ProxyMode::kIptables;  // kube-proxy's default
+  std::vector<std::string> manifests;
+  std::string hostnameOverride;
+  std::vector<Cidr> clusterCIDRs;  // --cluster-cidr, comma-separated for dual-stack
+  // --nodeport-addresses: CIDRs, or "primary" (the node's primary IPs, kube-proxy 1.29+).
+  std::vector<std::string> nodePortAddresses;
+  bool masqueradeAll = false;
+  std::chrono::nanoseconds minSyncPeriod = std::chrono::seconds(1);
+  std::chrono::nanoseconds syncPeriod = std::chrono::seconds(30);
+  std::string healthzBindAddress = "0.0.0.0:10256";    // empty: disabled
+  std::string metricsBindAddress = "127.0.0.1:10249";  // empty: disabled
+  std::string configFile;
+  int verbosity = 0;
+  bool dryRun = false;
+  bool cleanup = false;
+  std::string ingressClass = "capstan";
+  size_t manifestMaxFileBytes = size_t{32} << 20;
+
+  bool operator==(const Config&) const = default;
+};
+
+struct ParsedArgs {
+  Config config;
+  // --help or --version: print `output` and exit with `exitCode` without running.
+  bool exitNow = false;
+  int exitCode = 0;
+  std::string output;
+};
+
+// Parses argv (without argv[0]), reads --config if given, applies explicit flags over it and
+// validates the result. Errors name the flag, or the file and field.
+Result<ParsedArgs> parseArgs(const std::vector<std::string>& args);
+
+// The usage text (--help).
+std::string usage();
+
+}  // namespace capstan::control

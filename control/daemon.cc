@@ -1,0 +1,455 @@
+#include "control/daemon.h"
+
+#include <malloc.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <boost/asio.hpp>
+#include <cctype>
+#include <chrono>
+#include <ostream>
+
+#include "control/change_tracker.h"
+#include "control/logging.h"
+#include "control/manifest/inotify_watcher.h"
+#include "control/manifest/manifest_source.h"
+#include "control/metrics.h"
+#include "control/proxier_factory.h"
+#include "control/proxier_health.h"
+#include "control/status_server.h"
+#include "control/sync_scheduler.h"
+#include "model/proxy_state.h"
+
+namespace capstan::control {
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+
+std::string nodeName(const Config& config) {
+  std::string name = config.hostnameOverride;
+  if (name.empty()) {
+    char buf[256] = {};
+    if (::gethostname(buf, sizeof(buf) - 1) == 0) name = buf;
+  }
+  while (!name.empty() && std::isspace(static_cast<unsigned char>(name.back()))) name.pop_back();
+  std::transform(name.begin(), name.end(), name.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return name;
+}
+
+namespace {
+
+int64_t wallNowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+ManifestOptions manifestOptions(const Config& config) {
+  ManifestOptions options;
+  options.paths = config.manifests;
+  options.maxFileBytes = config.manifestMaxFileBytes;
+  return options;
+}
+
+TrackerOptions trackerOptions(const Config& config) {
+  TrackerOptions options;
+  options.nodeName = nodeName(config);
+  options.ingressClass.className = config.ingressClass;
+  return options;
+}
+
+void logDiagnostics(const std::vector<Diagnostic>& diagnostics) {
+  for (const Diagnostic& d : diagnostics) {
+    switch (d.severity) {
+      case Diagnostic::Severity::kError:
+        spdlog::error("{}", d.toString());
+        break;
+      case Diagnostic::Severity::kWarning:
+        spdlog::warn("{}", d.toString());
+        break;
+      case Diagnostic::Severity::kIgnored:
+        spdlog::debug("ignored: {}", d.toString());
+        break;
+    }
+  }
+}
+
+size_t countErrors(const std::vector<Diagnostic>& diagnostics) {
+  return static_cast<size_t>(
+      std::count_if(diagnostics.begin(), diagnostics.end(),
+                    [](const auto& d) { return d.severity == Diagnostic::Severity::kError; }));
+}
+
+size_t countEndpoints(const ProxyState& state) {
+  size_t n = 0;
+  for (const auto& port : state.servicePorts()) n += port->endpoints.size();
+  return n;
+}
+
+class ControlLoop {
+ public:
+  ControlLoop(Config config, std::vector<std::string> args)
+      : config_(std::move(config)),
+        args_(std::move(args)),
+        signals_(io_, SIGINT, SIGTERM, SIGHUP),
+        inotifyWait_(io_),
+        reloadTimer_(io_),
+        rescanTimer_(io_),
+        syncTimer_(io_),
+        source_(manifestOptions(config_)),
+        tracker_(trackerOptions(config_)),
+        scheduler_({config_.minSyncPeriod, config_.syncPeriod}),
+        health_(2 * config_.syncPeriod) {}
+
+  int run() {
+    auto proxier = makeProxier(config_);
+    if (!proxier.ok()) {
+      spdlog::error("{}", proxier.error().message());
+      return 1;
+    }
+    proxier_ = std::move(proxier).value();
+    if (Status st = startStatusServer(); !st.ok()) {
+      spdlog::error("{}", st.error().message());
+      return 1;
+    }
+    auto watcher = InotifyWatcher::create();
+    if (!watcher.ok()) {
+      spdlog::error("{}", watcher.error().message());
+      return 1;
+    }
+    watcher_.emplace(std::move(watcher).value());
+    inotifyWait_.assign(::dup(watcher_->fd()));
+
+    spdlog::info("capstan {} starting: node {}, proxy mode {}, manifests {}", CAPSTAN_VERSION,
+                 nodeName(config_), toString(config_.mode), fmt::join(config_.manifests, ","));
+    reloadManifests();
+    malloc_trim(0);            // the parse trees of the first load are gone: give the memory back
+    scheduler_.requestSync();  // the first sync runs even with nothing to program
+    armSyncTimer();
+    waitForInotify();
+    armRescan();
+    waitForSignal();
+    io_.run();
+    statusServer_.stop();
+    spdlog::info("capstan stopped");
+    return 0;
+  }
+
+ private:
+  Status startStatusServer() {
+    HttpRoutes healthRoutes{
+        {"/healthz",
+         [this] {
+           auto r = health_.healthz(std::chrono::system_clock::now());
+           (r.status == 200 ? metrics_.healthz200 : metrics_.healthz503).Increment();
+           return HttpResponse{r.status, "application/json", r.body};
+         }},
+        {"/livez",
+         [this] {
+           auto r = health_.livez(std::chrono::system_clock::now());
+           (r.status == 200 ? metrics_.livez200 : metrics_.livez503).Increment();
+           return HttpResponse{r.status, "application/json", r.body};
+         }},
+    };
+    std::string mode(toString(config_.mode));
+    HttpRoutes metricsRoutes{
+        {"/metrics",
+         [this] {
+           return HttpResponse{200, "text/plain; version=0.0.4; charset=utf-8", metrics_.render()};
+         }},
+        {"/proxyMode",
+         [mode] {
+           return HttpResponse{200, "text/plain; charset=utf-8", mode};
+         }},
+    };
+    const std::string& healthAddr = config_.healthzBindAddress;
+    const std::string& metricsAddr = config_.metricsBindAddress;
+    if (!healthAddr.empty() && healthAddr == metricsAddr) {
+      healthRoutes.insert(metricsRoutes.begin(), metricsRoutes.end());
+      metricsRoutes.clear();
+    } else if (!metricsAddr.empty()) {
+      // As kube-proxy's metrics server does, answer a plain liveness probe there too.
+      metricsRoutes.emplace("/healthz", [] { return HttpResponse{200, "text/plain", "ok"}; });
+    }
+    for (auto* server : {&healthAddr, &metricsAddr}) {
+      HttpRoutes& routes = server == &healthAddr ? healthRoutes : metricsRoutes;
+      if (server->empty() || routes.empty()) continue;
+      auto port = statusServer_.listen(*server, std::move(routes));
+      if (!port.ok()) {
+        return port.error().withContext(server == &healthAddr ? "--healthz-bind-address"
+                                                              : "--metrics-bind-address");
+      }
+      spdlog::info("serving {} on {} (port {})",
+                   server == &healthAddr ? "/healthz and /livez" : "/metrics", *server, *port);
+    }
+    statusServer_.start();
+    return okStatus();
+  }
+
+  void waitForSignal() {
+    signals_.async_wait([this](const boost::system::error_code& ec, int signal) {
+      if (ec) return;
+      if (signal == SIGHUP) {
+        reloadConfig();
+        waitForSignal();
+        return;
+      }
+      spdlog::info("received signal {}, stopping", signal);
+      io_.stop();
+    });
+  }
+
+  void waitForInotify() {
+    inotifyWait_.async_wait(asio::posix::stream_descriptor::wait_read,
+                            [this](const boost::system::error_code& ec) {
+                              if (ec) return;
+                              if (watcher_->drain()) scheduleReload();
+                              waitForInotify();
+                            });
+  }
+
+  // Changes come in bursts (a ConfigMap update is several renames; an editor writes, renames and
+  // chmods): look once, shortly after the first event.
+  void scheduleReload() {
+    if (reloadScheduled_) return;
+    reloadScheduled_ = true;
+    reloadTimer_.expires_after(100ms);
+    reloadTimer_.async_wait([this](const boost::system::error_code& ec) {
+      reloadScheduled_ = false;
+      if (!ec) reloadManifests();
+    });
+  }
+
+  // A safety net under inotify (events can be lost on overflow, and not every filesystem
+  // delivers them): look again every sync period. Unchanged files are only stat()ed.
+  void armRescan() {
+    rescanTimer_.expires_after(config_.syncPeriod);
+    rescanTimer_.async_wait([this](const boost::system::error_code& ec) {
+      if (ec) return;
+      reloadManifests();
+      armRescan();
+    });
+  }
+
+  void reloadManifests() {
+    // The initial load is not a change to programme (kube-proxy records latency only for
+    // changes after it started), so its events carry no trigger time.
+    auto reload = source_.reload(initialLoadDone_ ? wallNowNs() : 0);
+    initialLoadDone_ = true;
+    metrics_.manifestReloads.Increment();
+    logDiagnostics(reload.diagnostics);
+    for (const std::string& problem : watcher_->watch(source_.watchDirectories())) {
+      spdlog::warn("{} (changes there are seen only by the periodic rescan)", problem);
+    }
+    metrics_.manifestInvalidObjects.Set(
+        static_cast<double>(countErrors(source_.standingDiagnostics())));
+    if (reload.filesRead > 0 || !reload.events.empty()) {
+      spdlog::info("manifests: read {} files, {} object changes", reload.filesRead,
+                   reload.events.size());
+    }
+    for (const ObjectEvent& event : reload.events) tracker_.apply(event);
+    updateChangeMetrics();
+    if (tracker_.hasPendingChanges()) {
+      auto now = std::chrono::system_clock::now();
+      health_.queuedUpdate(now);
+      metrics_.syncLastQueuedTimestamp.Set(
+          std::chrono::duration<double>(now.time_since_epoch()).count());
+      scheduler_.requestSync();
+      armSyncTimer();
+    }
+  }
+
+  void updateChangeMetrics() {
+    metrics_.serviceChangesPending.Set(static_cast<double>(tracker_.pendingServiceChanges()));
+    metrics_.endpointChangesPending.Set(static_cast<double>(tracker_.pendingEndpointChanges()));
+    ProxyMetrics::advanceTo(metrics_.serviceChangesTotal,
+                            static_cast<double>(tracker_.serviceChangesTotal()));
+    ProxyMetrics::advanceTo(metrics_.endpointChangesTotal,
+                            static_cast<double>(tracker_.endpointChangesTotal()));
+  }
+
+  void armSyncTimer() {
+    auto at = scheduler_.nextSyncAt();
+    if (!at) return;
+    syncTimer_.expires_at(std::max(*at, SyncScheduler::Clock::now()));
+    syncTimer_.async_wait([this](const boost::system::error_code& ec) {
+      if (!ec) sync();
+    });
+  }
+
+  void sync() {
+    auto decision = scheduler_.due(SyncScheduler::Clock::now());
+    if (!decision.run) {
+      armSyncTimer();
+      return;
+    }
+    auto commit = tracker_.commit(decision.full);
+    const ProxyState& state = *commit.state;
+    const ChangeSet& changes = commit.changes;
+    auto start = SyncScheduler::Clock::now();
+    scheduler_.syncStarted(start, changes.full);
+    SyncResult result = proxier_ ? proxier_->sync(state, changes)
+                                 : SyncResult(SyncStats{changes.full, state.servicePorts().size()});
+    auto end = SyncScheduler::Clock::now();
+    double seconds = std::chrono::duration<double>(end - start).count();
+    metrics_.syncDuration.Observe(seconds);
+    (changes.full ? metrics_.syncFullDuration : metrics_.syncPartialDuration).Observe(seconds);
+    scheduler_.syncFinished(end, result.ok());
+    if (result.ok()) {
+      auto wallNow = std::chrono::system_clock::now();
+      int64_t nowNs = wallNowNs();
+      health_.updated(wallNow);
+      metrics_.syncLastTimestamp.Set(static_cast<double>(nowNs) / 1e9);
+      for (int64_t t : commit.triggerTimesNs) {
+        if (t > 0 && t <= nowNs) {
+          metrics_.networkProgrammingDuration.Observe(static_cast<double>(nowNs - t) / 1e9);
+        }
+      }
+      spdlog::debug("synced generation {} ({}, {} changed, {} removed ports) in {:.3f} ms",
+                    state.generation(), changes.full ? "full" : "partial", changes.changed.size(),
+                    changes.removed.size(), seconds * 1e3);
+    } else {
+      metrics_.syncFailures.Increment();
+      spdlog::error("sync of generation {} failed, keeping the last good dataplane: {}",
+                    state.generation(), result.error().message());
+    }
+    health_.setNodeEligible(state.node().eligible);
+    metrics_.servicePorts.Set(static_cast<double>(state.servicePorts().size()));
+    metrics_.endpoints.Set(static_cast<double>(countEndpoints(state)));
+    updateChangeMetrics();
+    armSyncTimer();
+  }
+
+  void reloadConfig() {
+    auto parsed = parseArgs(args_);
+    if (!parsed.ok()) {
+      spdlog::error("SIGHUP: configuration not reloaded: {}", parsed.error().message());
+      return;
+    }
+    Config next = parsed->config;
+    spdlog::info("SIGHUP: re-read the configuration{}",
+                 next.configFile.empty() ? "" : " from " + next.configFile);
+    auto restartNeeded = [&](bool changed, const char* what) {
+      if (changed) spdlog::warn("SIGHUP: {} changed; restart capstan to apply it", what);
+    };
+    restartNeeded(next.mode != config_.mode, "the proxy mode");
+    restartNeeded(next.healthzBindAddress != config_.healthzBindAddress, "--healthz-bind-address");
+    restartNeeded(next.metricsBindAddress != config_.metricsBindAddress, "--metrics-bind-address");
+    restartNeeded(nodeName(next) != nodeName(config_), "the node name");
+    restartNeeded(next.ingressClass != config_.ingressClass, "--ingress-class");
+    restartNeeded(next.manifestMaxFileBytes != config_.manifestMaxFileBytes,
+                  "--manifest-max-file-size");
+    if (next.verbosity != config_.verbosity) setupLogging(next.verbosity);
+    scheduler_.setOptions({next.minSyncPeriod, next.syncPeriod});
+    health_.setTimeout(2 * next.syncPeriod);
+    bool dataplaneSettings = next.masqueradeAll != config_.masqueradeAll ||
+                             next.clusterCIDRs != config_.clusterCIDRs ||
+                             next.nodePortAddresses != config_.nodePortAddresses;
+    bool pathsChanged = next.manifests != config_.manifests;
+    // Only what may change at run time is taken over.
+    config_.verbosity = next.verbosity;
+    config_.minSyncPeriod = next.minSyncPeriod;
+    config_.syncPeriod = next.syncPeriod;
+    config_.manifests = next.manifests;
+    config_.masqueradeAll = next.masqueradeAll;
+    config_.clusterCIDRs = next.clusterCIDRs;
+    config_.nodePortAddresses = next.nodePortAddresses;
+    if (pathsChanged) {
+      source_.setPaths(config_.manifests);
+      reloadManifests();
+    }
+    if (dataplaneSettings) {
+      scheduler_.syncFinished(SyncScheduler::Clock::now(), true);
+      scheduler_.requestSync();
+    }
+    armSyncTimer();
+  }
+
+  Config config_;
+  std::vector<std::string> args_;
+  asio::io_context io_{1};
+  asio::signal_set signals_;
+  asio::posix::stream_descriptor inotifyWait_;
+  asio::steady_timer reloadTimer_;
+  asio::steady_timer rescanTimer_;
+  asio::steady_timer syncTimer_;
+  bool reloadScheduled_ = false;
+  bool initialLoadDone_ = false;
+  std::optional<InotifyWatcher> watcher_;
+  ManifestSource source_;
+  ChangeTracker tracker_;
+  SyncScheduler scheduler_;
+  ProxierHealth health_;
+  ProxyMetrics metrics_;
+  StatusServer statusServer_;
+  std::unique_ptr<Proxier> proxier_;
+};
+
+}  // namespace
+
+int runDaemon(const Config& config, std::vector<std::string> args) {
+  ControlLoop loop(config, std::move(args));
+  return loop.run();
+}
+
+int runDryRun(const Config& config, std::ostream& out, std::ostream& err) {
+  auto proxier = makeProxier(config);
+  if (!proxier.ok()) {
+    err << "error: " << proxier.error().message() << "\n";
+    return 1;
+  }
+  ManifestSource source(manifestOptions(config));
+  auto reload = source.reload(wallNowNs());
+  size_t errors = 0;
+  for (const Diagnostic& d : reload.diagnostics) {
+    switch (d.severity) {
+      case Diagnostic::Severity::kError:
+        err << "error: " << d.toString() << "\n";
+        ++errors;
+        break;
+      case Diagnostic::Severity::kWarning:
+        err << "warning: " << d.toString() << "\n";
+        break;
+      case Diagnostic::Severity::kIgnored:
+        err << "ignored: " << d.toString() << "\n";
+        break;
+    }
+  }
+  if (errors > 0) {
+    err << errors << " error" << (errors == 1 ? "" : "s") << "; nothing would be programmed for "
+        << (errors == 1 ? "it" : "them") << "\n";
+    return 1;
+  }
+  ChangeTracker tracker(trackerOptions(config));
+  for (const ObjectEvent& event : reload.events) tracker.apply(event);
+  auto commit = tracker.commit(true);
+  if (*proxier) {
+    auto rendered = (*proxier)->render(*commit.state);
+    if (!rendered.ok()) {
+      err << "error: " << rendered.error().message() << "\n";
+      return 1;
+    }
+    out << *rendered;
+  } else {
+    out << describeState(*commit.state);
+  }
+  return 0;
+}
+
+int runCleanup(const Config& config, std::ostream& err) {
+  auto proxier = makeProxier(config);
+  if (!proxier.ok()) {
+    err << "error: " << proxier.error().message() << "\n";
+    return 1;
+  }
+  if (!*proxier) return 0;  // mode none programs nothing
+  if (Status st = (*proxier)->cleanup(); !st.ok()) {
+    err << "error: " << st.error().message() << "\n";
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace capstan::control

@@ -1,0 +1,29 @@
+// Time as Kubernetes writes it (RFC 3339 in annotations) and as kube-proxy prints it (Go's
+// time.Time String() in the /healthz body).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace capstan::control {
+
+// "2024-05-01T12:00:00Z", "2024-05-01T12:00:00.123456789+02:00" -> Unix nanoseconds.
+std::optional<int64_t> parseRfc3339(std::string_view text);
+
+// Unix nanoseconds -> "2024-05-01 12:00:00.123456789 +0000 UTC", the form Go's fmt prints a
+// time.Time in (without the monotonic clock reading).
+std::string formatGoTime(int64_t unixNanos);
+
+}  // namespace capstan::control
+
+namespace capstan::control {
+
+// Go's time.ParseDuration syntax: "300ms", "1.5h", "2h45m", "0". Units ns, us, µs, ms, s, m, h.
+std::optional<int64_t> parseGoDuration(std::string_view text);  // nanoseconds
+
+// The inverse, in Go's form: 1500000000 -> "1.5s", 90000000000 -> "1m30s".
+std::string formatGoDuration(int64_t nanos);
+
+}  // namespace capstan::control

@@ -1,0 +1,59 @@
+// StatusServer: the small HTTP server behind --healthz-bind-address (/healthz, /livez) and
+// --metrics-bind-address (/metrics, /proxyMode), on a thread of its own so it answers while the
+// control thread is in a long sync.
+//
+// Boost.Beast, GET and HEAD only, bounded requests and timeouts: a port that monitoring systems
+// and load balancers probe must not be a way to hurt the node.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "model/result.h"
+
+namespace capstan::control {
+
+struct HttpResponse {
+  int status = 200;
+  std::string contentType = "text/plain; charset=utf-8";
+  std::string body;
+};
+
+// Called on the server thread with the request path (query string removed).
+using HttpHandler = std::function<HttpResponse()>;
+using HttpRoutes = std::map<std::string, HttpHandler>;
+
+struct HostPort {
+  std::string host;  // an IP address; empty for "all addresses"
+  uint16_t port = 0;
+};
+
+// "0.0.0.0:10256", "[::]:10256", "127.0.0.1:0" (any free port), ":10256".
+Result<HostPort> parseHostPort(const std::string& text);
+
+class StatusServer {
+ public:
+  StatusServer();
+  ~StatusServer();
+  StatusServer(const StatusServer&) = delete;
+  StatusServer& operator=(const StatusServer&) = delete;
+
+  // Binds `address` and serves `routes` there once started; returns the bound port (useful with
+  // port 0). Call before start().
+  Result<uint16_t> listen(const std::string& address, HttpRoutes routes);
+
+  void start();
+  // Stops accepting, closes connections and joins the thread. Idempotent.
+  void stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  std::thread thread_;
+};
+
+}  // namespace capstan::control

@@ -1,0 +1,35 @@
+#include "model/service_port.h"
+
+#include <algorithm>
+
+namespace capstan {
+
+bool ServicePort::operator==(const ServicePort& other) const {
+  return name == other.name && (service == other.service || *service == *other.service) &&
+         spec == other.spec && endpoints == other.endpoints && selection == other.selection;
+}
+
+std::vector<std::shared_ptr<const ServicePort>> makeServicePorts(
+    const std::shared_ptr<const Service>& service,
+    std::span<const std::shared_ptr<const EndpointSlice>> slices, const NodeInfo& node) {
+  std::vector<std::shared_ptr<const ServicePort>> out;
+  if (service->type == ServiceType::kExternalName) return out;
+  out.reserve(service->ports.size());
+  for (const ServicePortSpec& spec : service->ports) {
+    auto port = std::make_shared<ServicePort>();
+    port->name = ServicePortName{service->name, spec.name, spec.protocol};
+    port->service = service;
+    port->spec = spec;
+    port->endpoints = endpointsForPort(slices, spec.name, spec.protocol, node.name);
+    SelectionPolicy policy{port->usesClusterEndpoints(), port->usesLocalEndpoints()};
+    for (IpFamily family : {IpFamily::kV4, IpFamily::kV6}) {
+      port->selection[family == IpFamily::kV4 ? 0 : 1] =
+          selectEndpoints(port->endpoints, family, policy, node.name, node.zone);
+    }
+    out.push_back(std::move(port));
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a->name < b->name; });
+  return out;
+}
+
+}  // namespace capstan
