@@ -1,0 +1,202 @@
+#include "control/config.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+
+namespace capstan::control {
+namespace {
+
+using namespace std::chrono_literals;
+
+class ConfigTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/capstan-config-XXXXXX";
+    dir_ = mkdtemp(tmpl);
+  }
+  void TearDown() override { std::system(("rm -rf " + dir_).c_str()); }
+  std::string writeFile(const std::string& name, const std::string& content) {
+    std::string path = dir_ + "/" + name;
+    std::ofstream(path) << content;
+    return path;
+  }
+  std::string dir_;
+};
+
+TEST_F(ConfigTest, DefaultsFollowKubeProxy) {
+  auto r = parseArgs({"--manifests", "/m"});
+  ASSERT_TRUE(r.ok()) << r.error().message();
+  const Config& c = r->config;
+  EXPECT_EQ(c.mode, ProxyMode::kIptables);
+  EXPECT_EQ(c.minSyncPeriod, 1s);
+  EXPECT_EQ(c.syncPeriod, 30s);
+  EXPECT_EQ(c.healthzBindAddress, "0.0.0.0:10256");
+  EXPECT_EQ(c.metricsBindAddress, "127.0.0.1:10249");
+  EXPECT_FALSE(c.masqueradeAll);
+  EXPECT_EQ(c.manifests, (std::vector<std::string>{"/m"}));
+}
+
+TEST_F(ConfigTest, ParsesEveryFlag) {
+  auto r = parseArgs({"--proxy-mode=none",
+                      "--manifests",
+                      "/a",
+                      "--manifests=/b",
+                      "--hostname-override",
+                      "node-a",
+                      "--cluster-cidr",
+                      "10.244.0.0/16,fd00::/48",
+                      "--nodeport-addresses",
+                      "10.0.0.0/8,primary",
+                      "--masquerade-all",
+                      "--min-sync-period",
+                      "250ms",
+                      "--sync-period=1m",
+                      "--healthz-bind-address",
+                      "[::]:10256",
+                      "--metrics-bind-address",
+                      "",
+                      "-v",
+                      "3",
+                      "--ingress-class",
+                      "edge",
+                      "--manifest-max-file-size",
+                      "1048576"});
+  ASSERT_TRUE(r.ok()) << r.error().message();
+  const Config& c = r->config;
+  EXPECT_EQ(c.mode, ProxyMode::kNone);
+  EXPECT_EQ(c.manifests, (std::vector<std::string>{"/a", "/b"}));
+  EXPECT_EQ(c.hostnameOverride, "node-a");
+  ASSERT_EQ(c.clusterCIDRs.size(), 2u);
+  EXPECT_EQ(c.clusterCIDRs[1].toString(), "fd00::/48");
+  EXPECT_EQ(c.nodePortAddresses, (std::vector<std::string>{"10.0.0.0/8", "primary"}));
+  EXPECT_TRUE(c.masqueradeAll);
+  EXPECT_EQ(c.minSyncPeriod, 250ms);
+  EXPECT_EQ(c.syncPeriod, 60s);
+  EXPECT_EQ(c.healthzBindAddress, "[::]:10256");
+  EXPECT_EQ(c.metricsBindAddress, "");
+  EXPECT_EQ(c.verbosity, 3);
+  EXPECT_EQ(c.ingressClass, "edge");
+  EXPECT_EQ(c.manifestMaxFileBytes, 1048576u);
+}
+
+TEST_F(ConfigTest, AcceptsGoStyleSingleDashFlags) {
+  auto r = parseArgs({"-v=4", "-proxy-mode=none", "-manifests=/m", "--masquerade-all=false"});
+  ASSERT_TRUE(r.ok()) << r.error().message();
+  EXPECT_EQ(r->config.verbosity, 4);
+  EXPECT_EQ(r->config.mode, ProxyMode::kNone);
+  EXPECT_FALSE(r->config.masqueradeAll);
+}
+
+TEST_F(ConfigTest, RejectsBadFlagsNamingThem) {
+  struct Bad {
+    std::vector<std::string> args;
+    std::string mentions;
+  };
+  for (const Bad& bad : std::vector<Bad>{
+           {{"--manifests", "/m", "--proxy-mode", "userspace"}, "--proxy-mode"},
+           {{"--manifests", "/m", "--min-sync-period", "fast"}, "--min-sync-period"},
+           {{"--manifests", "/m", "--sync-period", "0s"}, "--sync-period"},
+           {{"--manifests", "/m", "--min-sync-period", "1m", "--sync-period", "30s"},
+            "--min-sync-period"},
+           {{"--manifests", "/m", "--cluster-cidr", "10.0.0.0/33"}, "--cluster-cidr"},
+           {{"--manifests", "/m", "--cluster-cidr", "10.0.0.0/8,10.1.0.0/16"}, "--cluster-cidr"},
+           {{"--manifests", "/m", "--nodeport-addresses", "eth0"}, "--nodeport-addresses"},
+           {{"--manifests", "/m", "--healthz-bind-address", "localhost:1"},
+            "--healthz-bind-address"},
+           {{"--manifests", "/m", "--metrics-bind-address", "1.2.3.4"}, "--metrics-bind-address"},
+           {{"--proxy-mode", "none"}, "--manifests"},
+           {{"--manifests", "/m", "--no-such-flag"}, "no-such-flag"},
+       }) {
+    auto r = parseArgs(bad.args);
+    ASSERT_FALSE(r.ok()) << bad.mentions;
+    EXPECT_NE(r.error().message().find(bad.mentions), std::string::npos) << r.error().message();
+  }
+}
+
+TEST_F(ConfigTest, HelpAndVersionExitEarly) {
+  auto help = parseArgs({"--help"});
+  ASSERT_TRUE(help.ok());
+  EXPECT_TRUE(help->exitNow);
+  EXPECT_NE(help->output.find("--min-sync-period"), std::string::npos);
+  auto version = parseArgs({"--version"});
+  ASSERT_TRUE(version.ok());
+  EXPECT_TRUE(version->exitNow);
+  EXPECT_NE(version->output.find("proxy modes:"), std::string::npos);
+  EXPECT_EQ(usage(), help->output);
+}
+
+TEST_F(ConfigTest, ReadsKubeProxyConfigurationAndFlagsOverrideIt) {
+  std::string path = writeFile("config.yaml", R"(apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+mode: "none"
+clusterCIDR: 10.244.0.0/16
+hostnameOverride: node-from-file
+healthzBindAddress: 127.0.0.1:20256
+metricsBindAddress: 127.0.0.1:20249
+nodePortAddresses: [10.0.0.0/8]
+iptables:
+  masqueradeAll: true
+  syncPeriod: 45s
+  minSyncPeriod: 2s
+  localhostNodePorts: true
+logging:
+  verbosity: 2
+  format: text
+conntrack:
+  maxPerCore: 32768
+featureGates: {}
+manifests: [/etc/capstan/manifests]
+)");
+  auto fromFile = parseArgs({"--config", path});
+  ASSERT_TRUE(fromFile.ok()) << fromFile.error().message();
+  const Config& c = fromFile->config;
+  EXPECT_EQ(c.mode, ProxyMode::kNone);
+  EXPECT_EQ(c.clusterCIDRs.at(0).toString(), "10.244.0.0/16");
+  EXPECT_EQ(c.hostnameOverride, "node-from-file");
+  EXPECT_EQ(c.healthzBindAddress, "127.0.0.1:20256");
+  EXPECT_TRUE(c.masqueradeAll);
+  EXPECT_EQ(c.syncPeriod, 45s);
+  EXPECT_EQ(c.minSyncPeriod, 2s);
+  EXPECT_EQ(c.verbosity, 2);
+  EXPECT_EQ(c.manifests, (std::vector<std::string>{"/etc/capstan/manifests"}));
+  EXPECT_EQ(c.configFile, path);
+
+  auto overridden =
+      parseArgs({"--config", path, "--sync-period", "10s", "--hostname-override", "node-b"});
+  ASSERT_TRUE(overridden.ok()) << overridden.error().message();
+  EXPECT_EQ(overridden->config.syncPeriod, 10s);
+  EXPECT_EQ(overridden->config.hostnameOverride, "node-b");
+  EXPECT_EQ(overridden->config.minSyncPeriod, 2s);  // from the file
+}
+
+TEST_F(ConfigTest, ConfigFileErrorsNameFileAndField) {
+  struct Bad {
+    std::string content;
+    std::string mentions;
+  };
+  for (const Bad& bad : std::vector<Bad>{
+           {"modee: iptables\nmanifests: [/m]\n", "modee: unknown field"},
+           {"mode: userspace\nmanifests: [/m]\n", "mode: unsupported proxy mode"},
+           {"syncPeriod: soon\nmanifests: [/m]\n", "syncPeriod: invalid duration"},
+           {"iptables:\n  masqueradeAll: maybe\nmanifests: [/m]\n", "iptables.masqueradeAll"},
+           {"manifests: /m\n", "manifests: expected a list"},
+           {"kind: Deployment\nmanifests: [/m]\n", "kind: unsupported value"},
+           {"mode: [\n", "line"},
+           {"- a\n- b\n", "expected a mapping"},
+       }) {
+    std::string path = writeFile("bad.yaml", bad.content);
+    auto r = parseArgs({"--config", path});
+    ASSERT_FALSE(r.ok()) << bad.content;
+    EXPECT_NE(r.error().message().find(path), std::string::npos) << r.error().message();
+    EXPECT_NE(r.error().message().find(bad.mentions), std::string::npos) << r.error().message();
+  }
+  auto missing = parseArgs({"--config", dir_ + "/nope.yaml"});
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.error().message().find("nope.yaml"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace capstan::control
