@@ -334,14 +334,15 @@ Meta decodeMeta(const Field& root, Errors& e, bool namespaced, NameRule rule,
   }
   if (namespaced) {
     Field ns = m["namespace"];
-    if (auto s = optString(ns, e); s && !s->empty()) {
+    auto s = optString(ns, e);
+    if (s && !s->empty()) {
       if (isDns1123Label(*s)) {
         meta.ns = *s;
       } else {
         e.add(ns, "invalid namespace " + quote(*s) + " (must be a DNS-1123 label)");
       }
-    } else {
-      meta.ns = defaultNamespace;
+    } else if (!ns.present() || s) {
+      meta.ns = defaultNamespace;  // absent or "": not a namespace of the wrong type
     }
   }
   Field labels = m["labels"];
@@ -379,7 +380,11 @@ void decodeServicePorts(const Field& spec, Service& svc, Errors& e) {
   const Value::Array* ports = optArray(portsField, e);
   bool portsOptional = svc.type == ServiceType::kExternalName || svc.headless;
   if (!ports || ports->empty()) {
-    if (!portsOptional) e.add(portsField, "required (a Service needs at least one port)");
+    // A `ports` of the wrong type has been reported already.
+    bool wrongType = portsField.present() && !ports;
+    if (!portsOptional && !wrongType) {
+      e.add(portsField, "required (a Service needs at least one port)");
+    }
     return;
   }
   bool needNames = ports->size() > 1;
@@ -395,14 +400,17 @@ void decodeServicePorts(const Field& spec, Service& svc, Errors& e) {
     ServicePortSpec port;
     Field name = p["name"];
     if (auto s = optString(name, e)) {
+      // validateServicePort: an empty name is "required" (below), never a duplicate.
       if (!s->empty() && !isDns1123Label(*s)) {
         e.add(name, "invalid port name " + quote(*s) + " (must be a DNS-1123 label)");
-      } else if (!names.insert(*s).second) {
+      } else if (!s->empty() && !names.insert(*s).second) {
         e.add(name, "duplicate port name " + quote(*s));
       }
       port.name = *s;
     }
-    if (needNames && port.name.empty()) e.add(name, "required when a Service has several ports");
+    if (needNames && port.name.empty() && !(name.present() && !name->isString())) {
+      e.add(name, "required when a Service has several ports");
+    }
     Field protocol = p["protocol"];
     if (auto proto = protocolField(protocol, e)) port.protocol = *proto;
     Field number = p["port"];
@@ -417,7 +425,8 @@ void decodeServicePorts(const Field& spec, Service& svc, Errors& e) {
     }
     Field target = p["targetPort"];
     port.targetPort = int32_t{port.port};
-    if (target.present()) {
+    // SetDefaults_Service: a targetPort of 0 or "" defaults to the port.
+    if (target.present() && !(target->isString() && target->asString().empty())) {
       if (target->isString()) {
         const std::string& s = target->asString();
         int32_t asNumber = 0;
@@ -473,6 +482,11 @@ void decodeClusterIPs(const Field& spec, Service& svc, Errors& e) {
   if (all.empty() && first && !first->empty()) all.push_back(*first);
   if (!all.empty() && all.front() == "None") {
     if (all.size() > 1) e.add(multi, "a headless Service has exactly one entry, \"None\"");
+    // ValidateService: "may not be set to 'None' for NodePort (LoadBalancer) services".
+    if (svc.type == ServiceType::kNodePort || svc.type == ServiceType::kLoadBalancer) {
+      e.add(first && !first->empty() ? single : multi,
+            "may not be set to \"None\" for " + std::string(toString(svc.type)) + " Services");
+    }
     svc.headless = true;
     return;
   }
@@ -512,6 +526,11 @@ Decoded decodeService(const Field& root, const Meta& meta, Errors& e) {
     if (svc->type == ServiceType::kExternalName) {
       Field externalName = spec["externalName"];
       if (auto s = reqString(externalName, e)) svc->externalName = *s;
+      // ValidateService: clusterIP "may not be set for ExternalName services".
+      Field clusterIP = spec["clusterIP"];
+      if (auto s = optString(clusterIP, e); s && !s->empty()) {
+        e.add(clusterIP, "may not be set for ExternalName Services");
+      }
     } else {
       decodeClusterIPs(spec, *svc, e);
     }
@@ -532,6 +551,10 @@ Decoded decodeService(const Field& root, const Meta& meta, Errors& e) {
     }
     Field ranges = spec["loadBalancerSourceRanges"];
     if (const Value::Array* list = optArray(ranges, e)) {
+      // ValidateService: "may only be used when `type` is 'LoadBalancer'".
+      if (!list->empty() && svc->type != ServiceType::kLoadBalancer) {
+        e.add(ranges, "may only be used when type is LoadBalancer");
+      }
       for (size_t i = 0; i < list->size(); ++i) {
         Field item = ranges.at(i);
         auto s = optString(item, e);
@@ -646,6 +669,7 @@ Decoded decodeEndpointSlice(const Field& root, const Meta& meta, Errors& e) {
   slice->serviceName = label(meta, "kubernetes.io/service-name");
 
   Field addressType = root["addressType"];
+  bool knownType = false;  // without it, addresses cannot be checked against the family
   if (!addressType.present()) {
     e.add(addressType, "required");
   } else if (auto t = enumValue<AddressType>(addressType, e,
@@ -653,6 +677,7 @@ Decoded decodeEndpointSlice(const Field& root, const Meta& meta, Errors& e) {
                                               {"IPv6", AddressType::kIPv6},
                                               {"FQDN", AddressType::kFQDN}})) {
     slice->addressType = *t;
+    knownType = true;
   }
 
   Field endpoints = root["endpoints"];
@@ -665,7 +690,7 @@ Decoded decodeEndpointSlice(const Field& root, const Meta& meta, Errors& e) {
       Field addresses = ep["addresses"];
       const Value::Array* addrs = optArray(addresses, e);
       if (!addrs || addrs->empty()) {
-        e.add(addresses, "required (at least one address)");
+        if (!addresses.present() || addrs) e.add(addresses, "required (at least one address)");
       } else if (addrs->size() > 100) {
         e.add(addresses, "at most 100 addresses");
       } else if (slice->addressType != AddressType::kFQDN) {
@@ -674,7 +699,7 @@ Decoded decodeEndpointSlice(const Field& root, const Meta& meta, Errors& e) {
           auto ip = ipField(a, e);
           if (!ip) continue;
           IpFamily want = slice->addressType == AddressType::kIPv4 ? IpFamily::kV4 : IpFamily::kV6;
-          if (ip->family() != want) {
+          if (knownType && ip->family() != want) {
             e.add(a, "address " + ip->toString() + " is not " + std::string(toString(want)) +
                          " (the slice's addressType)");
             continue;
@@ -792,15 +817,48 @@ std::optional<IngressBackend> decodeIngressBackend(const Field& f, Errors& e) {
     } else if (auto v = optInt(number, e, 1, 65535)) {
       svc.portNumber = static_cast<uint16_t>(*v);
     } else if (auto s = optString(portName, e)) {
-      if (isIanaSvcName(*s) || isDns1123Label(*s)) {
+      // validateIngressBackend: IsValidPortName, the IANA form a Service's targetPort takes.
+      if (isIanaSvcName(*s)) {
         svc.portName = *s;
       } else {
-        e.add(portName, "invalid port name " + quote(*s));
+        e.add(portName, "invalid port name " + quote(*s) +
+                            " (an IANA service name: at most 15 lower-case letters, digits and "
+                            "'-', with at least one letter)");
       }
     }
   }
   backend.service = std::move(svc);
   return backend;
+}
+
+// validateHTTPIngressPath: Exact and Prefix paths are absolute and free of the sequences that
+// would make matching depend on how a proxy normalises them; an ImplementationSpecific path may be
+// empty (Capstan reads it as "/"), otherwise it is absolute too.
+void decodeIngressPath(const Field& f, std::optional<PathType> type, std::string& path, Errors& e) {
+  bool strict = type == PathType::kExact || type == PathType::kPrefix;
+  if (path.empty()) {
+    if (strict) {
+      e.add(f, "required for pathType " + std::string(toString(*type)) +
+                   " (an absolute path, starting with '/')");
+    }
+    path = "/";
+    return;
+  }
+  if (path.front() != '/') {
+    e.add(f, "must be an absolute path (start with '/'), got " + quote(path));
+    return;
+  }
+  if (!strict) return;
+  for (std::string_view seq : {"//", "/./", "/../", "%2f", "%2F"}) {
+    if (path.find(seq) != std::string::npos) {
+      e.add(f, "must not contain '" + std::string(seq) + "', got " + quote(path));
+    }
+  }
+  for (std::string_view suffix : {"/..", "/."}) {
+    if (std::string_view(path).ends_with(suffix)) {
+      e.add(f, "cannot end with '" + std::string(suffix) + "', got " + quote(path));
+    }
+  }
 }
 
 Decoded decodeIngress(const Field& root, const Meta& meta, Errors& e) {
@@ -852,7 +910,8 @@ Decoded decodeIngress(const Field& root, const Meta& meta, Errors& e) {
         if (!optObject(r, e)) continue;
         IngressRule rule;
         Field host = r["host"];
-        if (auto s = optString(host, e)) {
+        // validateIngressRules: an empty host is no host (every host matches).
+        if (auto s = optString(host, e); s && !s->empty()) {
           if (IpAddress::parse(*s)) {
             e.add(host, "must be a DNS name, not an IP address");
           } else if (!isIngressHost(*s)) {
@@ -872,21 +931,20 @@ Decoded decodeIngress(const Field& root, const Meta& meta, Errors& e) {
             if (!optObject(p, e)) continue;
             IngressPath path;
             Field pathType = p["pathType"];
+            std::optional<PathType> type;
             if (!pathType.present()) {
               e.add(pathType, "required");
-            } else if (auto t = enumValue<PathType>(
-                           pathType, e,
-                           {{"Exact", PathType::kExact},
-                            {"Prefix", PathType::kPrefix},
-                            {"ImplementationSpecific", PathType::kImplementationSpecific}})) {
-              path.pathType = *t;
+            } else {
+              type = enumValue<PathType>(
+                  pathType, e,
+                  {{"Exact", PathType::kExact},
+                   {"Prefix", PathType::kPrefix},
+                   {"ImplementationSpecific", PathType::kImplementationSpecific}});
+              if (type) path.pathType = *type;
             }
             Field pathText = p["path"];
             if (auto s = optString(pathText, e)) path.path = *s;
-            if (path.path.empty()) path.path = "/";
-            if (path.path.front() != '/') {
-              e.add(pathText, "must be an absolute path (start with '/'), got " + quote(path.path));
-            }
+            decodeIngressPath(pathText, type, path.path, e);
             Field backend = p["backend"];
             if (auto b = decodeIngressBackend(backend, e)) path.backend = std::move(*b);
             rule.paths.push_back(std::move(path));
@@ -895,7 +953,11 @@ Decoded decodeIngress(const Field& root, const Meta& meta, Errors& e) {
         ing->rules.push_back(std::move(rule));
       }
     }
-    if (!ing->defaultBackend && ing->rules.empty()) {
+    // ValidateIngressSpec asks for the fields, not for valid ones: a faulty defaultBackend or a
+    // `rules` of the wrong type has its own error already.
+    const Value* rulesValue = rules.get();
+    bool haveRules = rules.present() && !(rulesValue->isArray() && rulesValue->asArray().empty());
+    if (!defaultBackend.present() && !haveRules) {
       e.add(spec, "either defaultBackend or rules must be specified");
     }
   }
@@ -973,39 +1035,49 @@ Decoded decodeSecret(const Field& root, const Meta& meta, Errors& e) {
   Field stringData = root["stringData"];
   bool haveData = optObject(data, e);
   bool haveStringData = optObject(stringData, e);
-  auto read = [&](const char* key, std::string& dest) {
+  // One key, from stringData (plain text, which the API server merges into data) or from data
+  // (base64). Errors name the field the value came from.
+  auto read = [&](const char* key, std::string& dest, bool (*valid)(std::string_view),
+                  const char* what) {
+    std::optional<Field> from;
     if (haveStringData) {
       Field f = stringData[key];
       if (auto s = optString(f, e)) {
         dest = *s;
-        return;
+        from.emplace(f.get(), &stringData, key);
+      } else if (f.present()) {
+        return;  // wrong type, reported
       }
     }
-    Field f = haveData ? data[key] : Field(nullptr, &root, "data");
-    if (!haveData || !f.present()) {
-      Field at = haveData ? f : data;
-      e.add(at, std::string("required: a kubernetes.io/tls Secret holds ") + key);
-      return;
+    if (!from) {
+      if (data.present() && !haveData) return;  // wrong type, reported
+      Field f = haveData ? data[key] : Field(nullptr, &data, key);
+      if (!f.present()) {
+        e.add(f, std::string("required: a kubernetes.io/tls Secret holds ") + key);
+        return;
+      }
+      auto s = optString(f, e);
+      if (!s) return;
+      auto decoded = base64Decode(*s);
+      if (!decoded) {
+        e.add(f, "invalid base64");
+        return;
+      }
+      dest = std::move(*decoded);
+      from.emplace(f.get(), &data, key);
     }
-    auto s = optString(f, e);
-    if (!s) return;
-    auto decoded = base64Decode(*s);
-    if (!decoded) {
-      e.add(f, "invalid base64");
-      return;
-    }
-    dest = std::move(*decoded);
+    if (!dest.empty() && !valid(dest)) e.add(*from, what);
   };
-  read("tls.crt", secret->certificatePem);
-  read("tls.key", secret->privateKeyPem);
-  if (!secret->certificatePem.empty() &&
-      secret->certificatePem.find("-----BEGIN CERTIFICATE-----") == std::string::npos) {
-    e.add(haveData ? data : root, "tls.crt holds no PEM certificate (-----BEGIN CERTIFICATE-----)");
-  }
-  if (!secret->privateKeyPem.empty() &&
-      secret->privateKeyPem.find("PRIVATE KEY-----") == std::string::npos) {
-    e.add(haveData ? data : root, "tls.key holds no PEM private key");
-  }
+  read(
+      "tls.crt", secret->certificatePem,
+      [](std::string_view pem) {
+        return pem.find("-----BEGIN CERTIFICATE-----") != std::string_view::npos;
+      },
+      "holds no PEM certificate (-----BEGIN CERTIFICATE-----)");
+  read(
+      "tls.key", secret->privateKeyPem,
+      [](std::string_view pem) { return pem.find("PRIVATE KEY-----") != std::string_view::npos; },
+      "holds no PEM private key (-----BEGIN ... PRIVATE KEY-----)");
   out.outcome = Decoded::Outcome::kOk;
   out.object = std::shared_ptr<const TlsSecret>(std::move(secret));
   return out;
@@ -1092,9 +1164,19 @@ constexpr KindInfo kKinds[] = {
     {"Node", "v1", ObjectKind::kNode, false, NameRule::kDns1123Subdomain, decodeNode},
 };
 
-}  // namespace
+// The kind and apiVersion an item of a typed list ("ServiceList") has when it names none: the API
+// server's list responses leave them out of every item.
+struct ImpliedType {
+  std::string_view kind;
+  std::string_view apiVersion;
+};
 
-Decoded ObjectDecoder::decodeObject(const Value& object) const {
+std::optional<std::string> typeField(const Field& f, std::string_view implied, Errors& e) {
+  if (!f.present() && !implied.empty()) return std::string(implied);
+  return reqString(f, e);
+}
+
+Decoded decodeOne(const Value& object, const DecoderOptions& options, const ImpliedType& implied) {
   Decoded out;
   Field root(object);
   Errors e;
@@ -1110,15 +1192,16 @@ Decoded ObjectDecoder::decodeObject(const Value& object) const {
   }
   Field kindField = root["kind"];
   Field apiVersionField = root["apiVersion"];
-  auto kind = reqString(kindField, e);
-  auto apiVersion = reqString(apiVersionField, e);
-  if (!kind || !apiVersion) return fail("");
+  auto kind = typeField(kindField, implied.kind, e);
+  auto apiVersion = typeField(apiVersionField, implied.apiVersion, e);
+  if (!kind) return fail("");
 
   const KindInfo* info = nullptr;
   for (const KindInfo& k : kKinds) {
     if (k.kind == *kind) info = &k;
   }
   if (!info) {
+    if (!apiVersion) return fail("");
     out.outcome = Decoded::Outcome::kIgnored;
     out.line = object.line();
     std::string name;
@@ -1130,29 +1213,37 @@ Decoded ObjectDecoder::decodeObject(const Value& object) const {
                   "IngressClass, Secret and Node)";
     return out;
   }
-  if (*apiVersion != info->apiVersion) {
+  // Without a usable apiVersion the object is rejected, but its metadata is still read: a known
+  // kind and a readable name give the key the source needs to keep the last good version.
+  bool versionOk = apiVersion && *apiVersion == info->apiVersion;
+  if (apiVersion && !versionOk) {
     e.add(apiVersionField, "apiVersion " + quote(*apiVersion) + " is not supported for " +
                                std::string(info->kind) + " (use " + std::string(info->apiVersion) +
                                ")");
   }
-  Meta meta = decodeMeta(root, e, info->namespaced, info->nameRule, options_.defaultNamespace);
-  if (!meta.name.empty()) {
+  Meta meta = decodeMeta(root, e, info->namespaced, info->nameRule, options.defaultNamespace);
+  // A namespaced object whose namespace is invalid has no readable identity either.
+  if (!meta.name.empty() && (!info->namespaced || !meta.ns.empty())) {
     out.key = ObjectKey{info->objectKind, {meta.ns, meta.name}};
   }
   std::string prefix = out.key ? out.key->toString() : std::string(info->kind);
-  if (!e.empty()) return fail(prefix);
+  // Another version's spec has other fields: reading it as this one would only add noise.
+  if (!versionOk) return fail(prefix);
 
-  if (info->objectKind == ObjectKind::kService || info->objectKind == ObjectKind::kEndpointSlice) {
+  if (e.empty() && (info->objectKind == ObjectKind::kService ||
+                    info->objectKind == ObjectKind::kEndpointSlice)) {
     // kube-proxy watches neither Services nor slices that name another proxy.
     std::string proxyName = label(meta, "service.kubernetes.io/service-proxy-name");
     if (!proxyName.empty()) {
       out.outcome = Decoded::Outcome::kIgnored;
       out.message = prefix + ": label service.kubernetes.io/service-proxy-name=" + proxyName +
                     " hands it to another proxy";
+      out.line = object.line();
       return out;
     }
   }
 
+  // The spec is read even when the metadata is faulty, so one message names every faulty field.
   Decoded decoded = info->decode(root, meta, e);
   if (!e.empty()) return fail(prefix);
   decoded.key = out.key;
@@ -1161,6 +1252,12 @@ Decoded ObjectDecoder::decodeObject(const Value& object) const {
     decoded.line = object.line();
   }
   return decoded;
+}
+
+}  // namespace
+
+Decoded ObjectDecoder::decodeObject(const Value& object) const {
+  return decodeOne(object, options_, ImpliedType{});
 }
 
 std::vector<Decoded> ObjectDecoder::decodeDocument(const Value& document) const {
@@ -1176,13 +1273,23 @@ std::vector<Decoded> ObjectDecoder::decodeDocument(const Value& document) const 
     Decoded bad;
     bad.message =
         kind->asString() + ": items: expected a list, got " + std::string(items->typeName());
-    bad.line = items->line();
+    bad.line = items->line() ? items->line() : document.line();
     out.push_back(std::move(bad));
     return out;
   }
+  // "ServiceList" (what the API server returns for a list request) implies the kind and the
+  // apiVersion of items that omit them; a plain "List" (what kubectl prints) implies nothing.
+  ImpliedType implied;
+  const std::string& listKind = kind->asString();
+  if (listKind.size() > 4) {
+    implied.kind = std::string_view(listKind).substr(0, listKind.size() - 4);
+    if (const Value* v = document.find("apiVersion"); v && v->isString()) {
+      implied.apiVersion = v->asString();
+    }
+  }
   out.reserve(items->asArray().size());
   for (size_t i = 0; i < items->asArray().size(); ++i) {
-    Decoded d = decodeObject(items->asArray()[i]);
+    Decoded d = decodeOne(items->asArray()[i], options_, implied);
     if (d.outcome != Decoded::Outcome::kOk) {
       d.message = "items[" + std::to_string(i) + "]: " + d.message;
     }

@@ -88,6 +88,8 @@ class Converter {
 
 Status readJsonDocuments(std::string_view text, const DocumentHandler& onDocument,
                          const ReaderLimits& limits) {
+  // Nothing but whitespace is an empty stream, as in YAML (simdjson reports garbage for it).
+  if (text.find_first_not_of(" \t\r\n") == std::string_view::npos) return okStatus();
   simdjson::padded_string padded(text);
   simdjson::dom::parser parser;
   simdjson::dom::document_stream stream;
@@ -114,9 +116,10 @@ Status readJsonDocuments(std::string_view text, const DocumentHandler& onDocumen
     }
     ++index;
   }
-  if (stream.truncated_bytes() > 0) {
-    return Error("invalid JSON: " + std::to_string(stream.truncated_bytes()) +
-                 " bytes at the end do not form a complete document");
+  if (size_t truncated = stream.truncated_bytes(); truncated > 0) {
+    return Error("invalid JSON: the last " + std::to_string(truncated) + " bytes (from byte " +
+                 std::to_string(text.size() - std::min(truncated, text.size())) +
+                 ") are not a complete document (cut short, or unbalanced brackets)");
   }
   return okStatus();
 }

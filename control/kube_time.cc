@@ -1,5 +1,6 @@
 #include "control/kube_time.h"
 
+#include <cstdint>
 #include <cstdio>
 
 namespace capstan::control {
@@ -82,6 +83,10 @@ std::optional<int64_t> parseRfc3339(std::string_view s) {
   if (pos != s.size()) return std::nullopt;
   int64_t days = daysFromCivil(year, static_cast<unsigned>(month), static_cast<unsigned>(day));
   int64_t secs = days * 86400 + hour * 3600 + minute * 60 + second - offsetSeconds;
+  // Unix nanoseconds in an int64 span the years 1677 to 2262; anything else is not a time a
+  // cluster wrote.
+  constexpr int64_t kMaxSeconds = INT64_MAX / 1'000'000'000 - 1;
+  if (secs < -kMaxSeconds || secs > kMaxSeconds) return std::nullopt;
   return secs * 1'000'000'000 + nanos;
 }
 

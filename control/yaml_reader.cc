@@ -3,8 +3,10 @@
 #include <yaml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -47,6 +49,12 @@ Value resolvePlain(std::string_view s, uint32_t line) {
   }
   if (s.size() > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'o')) {
     int base = s[1] == 'x' ? 16 : 8;
+    // Core schema: 0x[0-9a-fA-F]+ and 0o[0-7]+. from_chars would also take a sign ("0x-1").
+    bool valid = std::all_of(s.begin() + 2, s.end(), [base](char ch) {
+      return base == 16 ? std::isxdigit(static_cast<unsigned char>(ch)) != 0
+                        : ch >= '0' && ch <= '7';
+    });
+    if (!valid) return Value(std::string(s), line);
     int64_t v = 0;
     auto [ptr, ec] = std::from_chars(s.data() + 2, s.data() + s.size(), v, base);
     if (ec == std::errc() && ptr == s.data() + s.size()) return Value(v, line);
@@ -121,6 +129,7 @@ class DocumentBuilder {
     stack_.clear();
     anchors_.clear();
     values_ = 0;
+    anchoredValues_ = 0;
     done_ = false;
     root_ = Value();
   }
@@ -129,19 +138,19 @@ class DocumentBuilder {
     uint32_t line = static_cast<uint32_t>(event.start_mark.line + 1);
     std::string_view text = scalarText(event);
     // A mapping key is kept as text, whatever it would resolve to.
+    const char* anchorName = reinterpret_cast<const char*>(event.data.scalar.anchor);
     if (!stack_.empty() && stack_.back().container.isObject() && !stack_.back().haveKey) {
       stack_.back().key.assign(text);
       stack_.back().haveKey = true;
+      // An anchored key ("&k name: web") can be aliased later, as a key or as a value.
+      if (anchorName) anchors_[anchorName] = Anchored{Value(std::string(text), line), 1};
       return okStatus();
     }
     bool plain = event.data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
     const char* tag = reinterpret_cast<const char*>(event.data.scalar.tag);
     if (tag && std::strcmp(tag, YAML_STR_TAG) == 0) plain = false;
     Value v = plain ? resolvePlain(text, line) : Value(std::string(text), line);
-    std::string anchor = event.data.scalar.anchor
-                             ? reinterpret_cast<const char*>(event.data.scalar.anchor)
-                             : std::string();
-    if (!anchor.empty()) anchors_[anchor] = Anchored{v, 1};
+    if (anchorName) anchors_[anchorName] = Anchored{v, 1};
     return add(std::move(v), 1, line);
   }
 
@@ -160,6 +169,8 @@ class DocumentBuilder {
       stack_.back().haveKey = true;
       return okStatus();
     }
+    // Check before copying: the copy is what an alias bomb would make expensive.
+    if (Status st = checkBudget(it->second.values, line); !st.ok()) return st;
     return add(Value(it->second.value), it->second.values, line);
   }
 
@@ -194,7 +205,17 @@ class DocumentBuilder {
       }
     }
     size_t count = values_ - frame.valuesAtStart + 1;
-    if (!frame.anchor.empty()) anchors_[frame.anchor] = Anchored{frame.container, count};
+    if (!frame.anchor.empty()) {
+      // Each anchored collection is copied once for later aliases. Nested anchors would copy the
+      // same values again at every level (a few MB of "- &a1\n  - &a2 ..." around a long list
+      // cost gigabytes), so the copies share one budget, the document's value limit.
+      anchoredValues_ += count;
+      if (anchoredValues_ > limits_.maxValuesPerDocument) {
+        return Error("line " + std::to_string(line) + ": anchors hold more than " +
+                     std::to_string(limits_.maxValuesPerDocument) + " values");
+      }
+      anchors_[frame.anchor] = Anchored{frame.container, count};
+    }
     values_ = frame.valuesAtStart;  // add() counts the whole subtree again
     return add(std::move(frame.container), count, line);
   }
@@ -203,12 +224,17 @@ class DocumentBuilder {
   Value takeRoot() { return std::move(root_); }
 
  private:
-  Status add(Value v, size_t count, uint32_t line) {
-    values_ += count;
-    if (values_ > limits_.maxValuesPerDocument) {
+  Status checkBudget(size_t count, uint32_t line) const {
+    if (count > limits_.maxValuesPerDocument - std::min(values_, limits_.maxValuesPerDocument)) {
       return Error("line " + std::to_string(line) + ": document has more than " +
                    std::to_string(limits_.maxValuesPerDocument) + " values");
     }
+    return okStatus();
+  }
+
+  Status add(Value v, size_t count, uint32_t line) {
+    if (Status st = checkBudget(count, line); !st.ok()) return st;
+    values_ += count;
     if (stack_.empty()) {
       root_ = std::move(v);
       done_ = true;
@@ -229,6 +255,7 @@ class DocumentBuilder {
   std::vector<Frame> stack_;
   std::map<std::string, Anchored> anchors_;
   size_t values_ = 0;
+  size_t anchoredValues_ = 0;  // values copied into anchors_
   bool done_ = false;
   Value root_;
 };
@@ -244,6 +271,33 @@ struct EventGuard {
   yaml_event_t event;
   ~EventGuard() { yaml_event_delete(&event); }
 };
+
+// libyaml's error as "line L, column C: problem context".
+Error parseError(const yaml_parser_t& p, std::string_view text) {
+  size_t line = p.problem_mark.line + 1;
+  size_t column = p.problem_mark.column + 1;
+  std::string detail;
+  if (p.error == YAML_READER_ERROR) {
+    // Reader errors (bad UTF-8, control characters) leave problem_mark unset and give a byte
+    // offset instead.
+    size_t offset = std::min(p.problem_offset, text.size());
+    std::string_view before = text.substr(0, offset);
+    line = 1 + static_cast<size_t>(std::count(before.begin(), before.end(), '\n'));
+    size_t lineStart = before.rfind('\n');
+    column = offset - (lineStart == std::string_view::npos ? 0 : lineStart + 1) + 1;
+    if (p.problem_value >= 0) {
+      char buf[48];
+      std::snprintf(buf, sizeof(buf), " (byte 0x%02x at offset %zu)", p.problem_value & 0xff,
+                    offset);
+      detail = buf;
+    }
+  }
+  std::string msg = "line " + std::to_string(line) + ", column " + std::to_string(column) + ": ";
+  msg += p.problem ? p.problem : "invalid YAML";
+  msg += detail;
+  if (p.context) msg += std::string(" ") + p.context;
+  return Error(msg);
+}
 
 }  // namespace
 
@@ -262,12 +316,7 @@ Status readYamlDocuments(std::string_view text, const DocumentHandler& onDocumen
     EventGuard g;
     if (!yaml_parser_parse(parser.get(), &g.event)) {
       std::memset(&g.event, 0, sizeof(g.event));  // nothing to delete
-      const yaml_parser_t& p = *parser;
-      std::string msg = "line " + std::to_string(p.problem_mark.line + 1) + ", column " +
-                        std::to_string(p.problem_mark.column + 1) + ": ";
-      msg += p.problem ? p.problem : "invalid YAML";
-      if (p.context) msg += std::string(" ") + p.context;
-      return Error(msg);
+      return parseError(*parser, text);
     }
     Status st;
     switch (g.event.type) {
