@@ -203,6 +203,7 @@ class DocumentBuilder {
       if (findDuplicateKey(frame.container.asObject(), &dup)) {
         return Error("line " + std::to_string(line) + ": duplicate key \"" + dup + "\"");
       }
+      if (Status st = applyMergeKey(frame.container.mutableObject(), line); !st.ok()) return st;
     }
     size_t count = values_ - frame.valuesAtStart + 1;
     if (!frame.anchor.empty()) {
@@ -218,6 +219,41 @@ class DocumentBuilder {
     }
     values_ = frame.valuesAtStart;  // add() counts the whole subtree again
     return add(std::move(frame.container), count, line);
+  }
+
+  // The merge key (yaml.org/type/merge, which kubectl's YAML library honours): "<<: *base" or
+  // "<<: [*a, *b]" adds the members of the named mappings that the mapping does not set itself;
+  // with several, earlier ones win.
+  static Status applyMergeKey(Value::Object& members, uint32_t line) {
+    auto it = std::find_if(members.begin(), members.end(),
+                           [](const Value::Member& m) { return m.first == "<<"; });
+    if (it == members.end()) return okStatus();
+    Value sources = std::move(it->second);
+    members.erase(it);
+    std::vector<const Value*> list;
+    if (sources.isObject()) {
+      list.push_back(&sources);
+    } else if (sources.isArray()) {
+      for (const Value& v : sources.asArray()) list.push_back(&v);
+    }
+    for (const Value* source : list) {
+      if (!source->isObject()) {
+        return Error("line " + std::to_string(line) +
+                     ": the merge key << takes a mapping or a list of mappings");
+      }
+    }
+    if (list.empty()) {
+      return Error("line " + std::to_string(line) +
+                   ": the merge key << takes a mapping or a list of mappings");
+    }
+    for (const Value* source : list) {
+      for (const Value::Member& m : source->asObject()) {
+        bool present = std::any_of(members.begin(), members.end(),
+                                   [&](const Value::Member& x) { return x.first == m.first; });
+        if (!present) members.push_back(m);
+      }
+    }
+    return okStatus();
   }
 
   bool done() const { return done_; }

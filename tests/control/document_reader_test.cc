@@ -289,6 +289,38 @@ TEST(YamlReader, ExpandsAnchorsAndAliases) {
   EXPECT_EQ(d.find("keyAsValue")->asString(), "app");
 }
 
+TEST(YamlReader, AppliesMergeKeysAsKubectlDoes) {
+  ReadResult r = readYaml(
+      "defaults: &defaults\n"
+      "  protocol: TCP\n"
+      "  targetPort: 8080\n"
+      "extra: &extra\n"
+      "  appProtocol: http\n"
+      "  protocol: UDP\n"
+      "ports:\n"
+      "- <<: *defaults\n"
+      "  name: http\n"
+      "  port: 80\n"
+      "- <<: [*extra, *defaults]\n"
+      "  name: metrics\n"
+      "  targetPort: 9090\n");
+  ASSERT_TRUE(r.status.ok()) << r.error();
+  const Value& ports = *r.docs.at(0).find("ports");
+  const Value& http = ports.asArray().at(0);
+  EXPECT_EQ(http.find("protocol")->asString(), "TCP");
+  EXPECT_EQ(http.find("targetPort")->asInt(), 8080);
+  EXPECT_EQ(http.find("port")->asInt(), 80);
+  EXPECT_EQ(http.find("<<"), nullptr);
+  const Value& metrics = ports.asArray().at(1);
+  EXPECT_EQ(metrics.find("targetPort")->asInt(), 9090);    // the mapping's own key wins
+  EXPECT_EQ(metrics.find("protocol")->asString(), "UDP");  // earlier merge source wins
+  EXPECT_EQ(metrics.find("appProtocol")->asString(), "http");
+
+  ReadResult bad = readYaml("a:\n  <<: 12\n  b: 1\n");
+  ASSERT_FALSE(bad.status.ok());
+  EXPECT_NE(bad.error().find("merge key"), std::string::npos) << bad.error();
+}
+
 TEST(YamlReader, AliasedKeyThatDuplicatesIsRejected) {
   ReadResult r = readYaml("&k app: 1\n*k : 2\n");
   EXPECT_FALSE(r.status.ok());
