@@ -233,16 +233,34 @@ class ControlLoop {
     });
   }
 
+  // Watches the directories the manifests depend on; true if that set changed since last time.
+  bool updateWatches(bool logProblems) {
+    std::vector<std::string> dirs = source_.watchDirectories();
+    std::vector<std::string> problems = watcher_->watch(dirs);
+    if (logProblems) {
+      for (const std::string& problem : problems) {
+        spdlog::warn("{} (changes there are seen only by the periodic rescan)", problem);
+      }
+    }
+    bool changed = dirs != watchedDirs_;
+    watchedDirs_ = std::move(dirs);
+    return changed;
+  }
+
   void reloadManifests() {
+    // Watch before looking, so that a file written while the others are read (a first load of
+    // many megabytes takes seconds) is an event for the next look rather than missed until the
+    // periodic rescan.
+    updateWatches(false);
     // The initial load is not a change to programme (kube-proxy records latency only for
     // changes after it started), so its events carry no trigger time.
     auto reload = source_.reload(initialLoadDone_ ? wallNowNs() : 0);
     initialLoadDone_ = true;
     metrics_.manifestReloads.Increment();
     logDiagnostics(reload.diagnostics);
-    for (const std::string& problem : watcher_->watch(source_.watchDirectories())) {
-      spdlog::warn("{} (changes there are seen only by the periodic rescan)", problem);
-    }
+    // What this look found may add directories (a symlink's target, a configured directory
+    // that appeared): they were read before they were watched, so look once more.
+    if (updateWatches(true)) scheduleReload();
     metrics_.manifestInvalidObjects.Set(
         static_cast<double>(countErrors(source_.standingDiagnostics())));
     if (reload.filesRead > 0 || !reload.events.empty()) {
@@ -377,6 +395,7 @@ class ControlLoop {
   asio::steady_timer syncTimer_;
   bool reloadScheduled_ = false;
   bool initialLoadDone_ = false;
+  std::vector<std::string> watchedDirs_;
   std::optional<InotifyWatcher> watcher_;
   ManifestSource source_;
   ChangeTracker tracker_;

@@ -37,26 +37,27 @@ InotifyWatcher::~InotifyWatcher() {
 std::vector<std::string> InotifyWatcher::watch(const std::vector<std::string>& dirs) {
   std::vector<std::string> problems;
   std::set<std::string> wanted(dirs.begin(), dirs.end());
-  for (auto it = watches_.begin(); it != watches_.end();) {
-    if (!wanted.count(it->first)) {
-      inotify_rm_watch(fd_, it->second);
-      it = watches_.erase(it);
-    } else {
-      ++it;
-    }
-  }
   constexpr uint32_t kMask = IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_CLOSE_WRITE |
                              IN_MODIFY | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR;
+  std::map<std::string, int> next;
   for (const std::string& dir : wanted) {
     // Adding again is cheap and renews a watch the kernel dropped (directory deleted/recreated).
     int wd = inotify_add_watch(fd_, dir.c_str(), kMask);
     if (wd < 0) {
       problems.push_back(dir + ": cannot watch: " + std::strerror(errno));
-      watches_.erase(dir);
       continue;
     }
-    watches_[dir] = wd;
+    next[dir] = wd;
   }
+  // Watches are per directory (inode), not per path: two paths naming one directory share a
+  // descriptor, and a path that now names another directory (a re-pointed symlink, a directory
+  // deleted and made again) got a new one. Remove exactly the descriptors no wanted path uses.
+  std::set<int> inUse;
+  for (const auto& [dir, wd] : next) inUse.insert(wd);
+  for (const auto& [dir, wd] : watches_) {
+    if (!inUse.count(wd)) inotify_rm_watch(fd_, wd);  // EINVAL if the kernel dropped it: fine
+  }
+  watches_ = std::move(next);
   return problems;
 }
 

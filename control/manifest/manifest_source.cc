@@ -42,6 +42,7 @@ std::string joinPath(const std::string& dir, const std::string& name) {
 }
 
 bool isUnder(const std::string& file, const std::string& path) {
+  if (path.empty()) return false;  // names nothing (and back() below needs a character)
   if (file == path) return true;
   std::string prefix = path.back() == '/' ? path : path + "/";
   return file.starts_with(prefix);
@@ -279,10 +280,16 @@ std::vector<Diagnostic> ManifestSource::standingDiagnostics() const {
 
 std::vector<std::string> ManifestSource::watchDirectories() const {
   std::set<std::string> dirs;
-  for (const std::string& path : options_.paths) {
+  for (std::string path : options_.paths) {
+    while (path.size() > 1 && path.back() == '/') path.pop_back();
+    if (path.empty()) continue;
     struct stat st;
     if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
       dirs.insert(path);
+      // A configured directory that is a symlink (`manifests -> releases/v2`) is re-pointed in
+      // the directory holding the link.
+      struct stat lst;
+      if (::lstat(path.c_str(), &lst) == 0 && S_ISLNK(lst.st_mode)) dirs.insert(dirName(path));
     } else {
       dirs.insert(dirName(path));
     }

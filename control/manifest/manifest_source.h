@@ -56,8 +56,9 @@ class ManifestSource {
   void setPaths(std::vector<std::string> paths);
   const std::vector<std::string>& paths() const { return options_.paths; }
 
-  // The directories whose entries decide what reload() sees: the configured directories, the
-  // directories holding configured files, and the directories symlinked files point into.
+  // The directories whose entries decide what reload() sees: the configured directories (and
+  // the directory holding one that is a symlink), the directories holding configured files, and
+  // the directories symlinked files point into.
   std::vector<std::string> watchDirectories() const;
 
   // The current merged view.
