@@ -99,7 +99,7 @@ void defineFlags(CLI::App& app, Flags& f) {
   app.add_option("--ingress-class", f.ingressClass,
                  "The IngressClass name this Capstan serves (default capstan)");
   app.add_option("--manifest-max-file-size", f.manifestMaxFileBytes,
-                 "Manifest files larger than this many bytes are refused (default 33554432)");
+                 "Manifest files larger than this many bytes are refused (default 134217728)");
   app.add_flag("--version", f.version, "Print the version and exit");
 }
 

@@ -37,7 +37,7 @@ struct Config {
   bool dryRun = false;
   bool cleanup = false;
   std::string ingressClass = "capstan";
-  size_t manifestMaxFileBytes = size_t{32} << 20;
+  size_t manifestMaxFileBytes = size_t{128} << 20;
 
   bool operator==(const Config&) const = default;
 };

@@ -10,6 +10,8 @@
 #include <cstddef>
 #include <functional>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "control/value.h"
 #include "model/result.h"
@@ -17,8 +19,14 @@
 namespace capstan::control {
 
 struct ReaderLimits {
-  size_t maxDepth = 200;                    // nested lists/objects
-  size_t maxValuesPerDocument = 2'000'000;  // after YAML alias expansion
+  size_t maxDepth = 200;  // nested lists/objects
+  // Values in one document, aliases expanded. Values read from bytes are bounded by the input's
+  // size anyway (a kind: List of 10,000 Services and their EndpointSlices holds 2.2 million);
+  // this is the backstop.
+  size_t maxValuesPerDocument = 32'000'000;
+  // Values YAML aliases may create in one document, and values anchors may hold: what a few
+  // bytes can be made to cost ("billion laughs"). Real manifests use a handful.
+  size_t maxAliasValues = 1'000'000;
 };
 
 // Receives each non-empty document with its 0-based index in the stream. Returning an error
@@ -28,8 +36,10 @@ using DocumentHandler = std::function<Status(Value document, size_t index)>;
 // YAML 1.2 stream ("---"-separated documents). Plain scalars resolve by the YAML 1.2 core schema
 // (true/false, null/~, integers, floats; anything else is a string); quoted and block scalars
 // are strings. Errors name the line: "line 7, column 3: mapping values are not allowed here".
+// `firstLine` is the line number of the first line of `text` (when it is a piece of a larger
+// file), for the lines in Values and errors.
 Status readYamlDocuments(std::string_view text, const DocumentHandler& onDocument,
-                         const ReaderLimits& limits = {});
+                         const ReaderLimits& limits = {}, uint32_t firstLine = 1);
 
 // One JSON document, or several separated by whitespace (a JSON stream).
 Status readJsonDocuments(std::string_view text, const DocumentHandler& onDocument,
@@ -42,6 +52,13 @@ enum class DocumentFormat { kYaml, kJson };
 DocumentFormat sniffFormat(std::string_view text);
 
 Status readDocuments(std::string_view text, const DocumentHandler& onDocument,
-                     const ReaderLimits& limits = {});
+                     const ReaderLimits& limits = {}, uint32_t firstLine = 1);
+
+// Cuts a YAML stream into pieces of about `targetBytes` at document-start lines ("---" at
+// column 0), which YAML forbids inside content, so every piece reads as the same documents the
+// whole would. Each piece comes with the line number it starts at. A stream with directives
+// ("%YAML") stays whole. Lets a large file be parsed on several threads.
+std::vector<std::pair<std::string_view, uint32_t>> splitYamlStream(std::string_view text,
+                                                                   size_t targetBytes);
 
 }  // namespace capstan::control

@@ -123,19 +123,21 @@ struct Anchored {
 
 class DocumentBuilder {
  public:
-  explicit DocumentBuilder(const ReaderLimits& limits) : limits_(limits) {}
+  DocumentBuilder(const ReaderLimits& limits, uint32_t lineBase)
+      : limits_(limits), lineBase_(lineBase) {}
 
   void reset() {
     stack_.clear();
     anchors_.clear();
     values_ = 0;
     anchoredValues_ = 0;
+    aliasValues_ = 0;
     done_ = false;
     root_ = Value();
   }
 
   Status scalar(const yaml_event_t& event) {
-    uint32_t line = static_cast<uint32_t>(event.start_mark.line + 1);
+    uint32_t line = lineOf(event);
     std::string_view text = scalarText(event);
     // A mapping key is kept as text, whatever it would resolve to.
     const char* anchorName = reinterpret_cast<const char*>(event.data.scalar.anchor);
@@ -155,7 +157,7 @@ class DocumentBuilder {
   }
 
   Status alias(const yaml_event_t& event) {
-    uint32_t line = static_cast<uint32_t>(event.start_mark.line + 1);
+    uint32_t line = lineOf(event);
     const char* name = reinterpret_cast<const char*>(event.data.alias.anchor);
     auto it = anchors_.find(name ? name : "");
     if (it == anchors_.end()) {
@@ -170,12 +172,18 @@ class DocumentBuilder {
       return okStatus();
     }
     // Check before copying: the copy is what an alias bomb would make expensive.
+    if (it->second.values >
+        limits_.maxAliasValues - std::min(aliasValues_, limits_.maxAliasValues)) {
+      return Error("line " + std::to_string(line) + ": aliases expand to more than " +
+                   std::to_string(limits_.maxAliasValues) + " values");
+    }
+    aliasValues_ += it->second.values;
     if (Status st = checkBudget(it->second.values, line); !st.ok()) return st;
     return add(Value(it->second.value), it->second.values, line);
   }
 
   Status start(const yaml_event_t& event, bool isObject) {
-    uint32_t line = static_cast<uint32_t>(event.start_mark.line + 1);
+    uint32_t line = lineOf(event);
     if (!stack_.empty() && stack_.back().container.isObject() && !stack_.back().haveKey) {
       return Error("line " + std::to_string(line) +
                    ": a list or object used as a key is not supported");
@@ -211,9 +219,9 @@ class DocumentBuilder {
       // same values again at every level (a few MB of "- &a1\n  - &a2 ..." around a long list
       // cost gigabytes), so the copies share one budget, the document's value limit.
       anchoredValues_ += count;
-      if (anchoredValues_ > limits_.maxValuesPerDocument) {
+      if (anchoredValues_ > limits_.maxAliasValues) {
         return Error("line " + std::to_string(line) + ": anchors hold more than " +
-                     std::to_string(limits_.maxValuesPerDocument) + " values");
+                     std::to_string(limits_.maxAliasValues) + " values");
       }
       anchors_[frame.anchor] = Anchored{frame.container, count};
     }
@@ -257,6 +265,11 @@ class DocumentBuilder {
   }
 
   bool done() const { return done_; }
+
+  // The 1-based line of an event in the whole file.
+  uint32_t lineOf(const yaml_event_t& event) const {
+    return static_cast<uint32_t>(event.start_mark.line + 1) + lineBase_;
+  }
   Value takeRoot() { return std::move(root_); }
 
  private:
@@ -292,6 +305,8 @@ class DocumentBuilder {
   std::map<std::string, Anchored> anchors_;
   size_t values_ = 0;
   size_t anchoredValues_ = 0;  // values copied into anchors_
+  size_t aliasValues_ = 0;     // values created by expanding aliases
+  uint32_t lineBase_;          // added to libyaml's 0-based lines: firstLine - 1
   bool done_ = false;
   Value root_;
 };
@@ -309,7 +324,7 @@ struct EventGuard {
 };
 
 // libyaml's error as "line L, column C: problem context".
-Error parseError(const yaml_parser_t& p, std::string_view text) {
+Error parseError(const yaml_parser_t& p, std::string_view text, uint32_t lineBase) {
   size_t line = p.problem_mark.line + 1;
   size_t column = p.problem_mark.column + 1;
   std::string detail;
@@ -328,6 +343,7 @@ Error parseError(const yaml_parser_t& p, std::string_view text) {
       detail = buf;
     }
   }
+  line += lineBase;
   std::string msg = "line " + std::to_string(line) + ", column " + std::to_string(column) + ": ";
   msg += p.problem ? p.problem : "invalid YAML";
   msg += detail;
@@ -338,7 +354,8 @@ Error parseError(const yaml_parser_t& p, std::string_view text) {
 }  // namespace
 
 Status readYamlDocuments(std::string_view text, const DocumentHandler& onDocument,
-                         const ReaderLimits& limits) {
+                         const ReaderLimits& limits, uint32_t firstLine) {
+  const uint32_t lineBase = firstLine > 0 ? firstLine - 1 : 0;
   std::unique_ptr<yaml_parser_t, ParserDeleter> parser(new yaml_parser_t);
   if (!yaml_parser_initialize(parser.get())) {
     delete parser.release();
@@ -346,13 +363,13 @@ Status readYamlDocuments(std::string_view text, const DocumentHandler& onDocumen
   }
   yaml_parser_set_input_string(parser.get(), reinterpret_cast<const unsigned char*>(text.data()),
                                text.size());
-  DocumentBuilder builder(limits);
+  DocumentBuilder builder(limits, lineBase);
   size_t index = 0;
   for (;;) {
     EventGuard g;
     if (!yaml_parser_parse(parser.get(), &g.event)) {
       std::memset(&g.event, 0, sizeof(g.event));  // nothing to delete
-      return parseError(*parser, text);
+      return parseError(*parser, text, lineBase);
     }
     Status st;
     switch (g.event.type) {
@@ -401,9 +418,36 @@ DocumentFormat sniffFormat(std::string_view text) {
 }
 
 Status readDocuments(std::string_view text, const DocumentHandler& onDocument,
-                     const ReaderLimits& limits) {
-  return sniffFormat(text) == DocumentFormat::kJson ? readJsonDocuments(text, onDocument, limits)
-                                                    : readYamlDocuments(text, onDocument, limits);
+                     const ReaderLimits& limits, uint32_t firstLine) {
+  return sniffFormat(text) == DocumentFormat::kJson
+             ? readJsonDocuments(text, onDocument, limits)
+             : readYamlDocuments(text, onDocument, limits, firstLine);
+}
+
+std::vector<std::pair<std::string_view, uint32_t>> splitYamlStream(std::string_view text,
+                                                                   size_t targetBytes) {
+  std::vector<std::pair<std::string_view, uint32_t>> pieces;
+  size_t pieceStart = 0;
+  uint32_t pieceLine = 1;
+  uint32_t line = 1;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t eol = text.find('\n', pos);
+    size_t next = eol == std::string_view::npos ? text.size() : eol + 1;
+    std::string_view l = text.substr(pos, next - pos);
+    if (l.starts_with("%")) return {{text, 1}};  // directives bind to the next document: keep whole
+    bool marker = l.starts_with("---") &&
+                  (l.size() == 3 || l[3] == ' ' || l[3] == '\t' || l[3] == '\r' || l[3] == '\n');
+    if (marker && pos > pieceStart && pos - pieceStart >= targetBytes) {
+      pieces.emplace_back(text.substr(pieceStart, pos - pieceStart), pieceLine);
+      pieceStart = pos;
+      pieceLine = line;
+    }
+    pos = next;
+    ++line;
+  }
+  pieces.emplace_back(text.substr(pieceStart), pieceLine);
+  return pieces;
 }
 
 }  // namespace capstan::control

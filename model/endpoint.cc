@@ -51,6 +51,9 @@ std::vector<Endpoint> endpointsForPort(std::span<const std::shared_ptr<const End
     ++kept;
   }
   out.resize(kept);
+  // The list lives as long as its snapshot: drop the growth slack (a third of the memory of
+  // 10-endpoint ports otherwise).
+  out.shrink_to_fit();
   return out;
 }
 

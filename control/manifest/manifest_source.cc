@@ -10,9 +10,12 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <set>
+#include <thread>
 
 #include "control/document_reader.h"
+#include "control/parallel.h"
 
 namespace capstan::control {
 
@@ -130,8 +133,77 @@ std::vector<std::string> ManifestSource::listFiles(std::vector<Diagnostic>& diag
   return files;
 }
 
-void ManifestSource::readFile(const std::string& path, const Stamp& stamp, FileState& state) {
-  state.stamp = stamp;
+// One piece of a file (the whole file, or a run of documents of a large YAML file) and what
+// reading it produced.
+struct ManifestSource::Piece {
+  std::string_view text;
+  uint32_t firstLine = 1;
+  struct Entry {
+    Decoded decoded;
+    uint32_t documentLine;
+  };
+  std::vector<Entry> entries;
+  Status status;
+};
+
+// A changed file, read and parsed away from the control thread; applied by applyParsed().
+struct ManifestSource::ParsedFile {
+  std::string path;
+  Stamp stamp;
+  std::string content;
+  std::optional<std::string> fatal;  // could not be read at all: keep what it had
+  std::vector<Piece> pieces;
+};
+
+namespace {
+// Large YAML files are parsed in pieces of about this size, on several threads.
+constexpr size_t kPieceBytes = size_t{1} << 20;
+// Below this much changed data, threads cost more than they save.
+constexpr size_t kParallelBytes = size_t{256} << 10;
+// File bytes parsed at once by the per-file pool.
+constexpr size_t kInFlightBytes = size_t{64} << 20;
+}  // namespace
+
+void ManifestSource::readContent(ParsedFile& file) const {
+  if (file.stamp.size > 0 && static_cast<size_t>(file.stamp.size) > options_.maxFileBytes) {
+    file.fatal = "file is " + std::to_string(file.stamp.size) + " bytes, larger than the " +
+                 sizeText(options_.maxFileBytes) + " limit (--manifest-max-file-size)";
+    return;
+  }
+  auto content = readWholeFile(file.path, options_.maxFileBytes);
+  if (!content.ok()) {
+    file.fatal = content.error().message();
+    return;
+  }
+  file.content = std::move(content).value();
+  if (std::memchr(file.content.data(), '\0', file.content.size()) != nullptr) {
+    file.fatal = "binary file (contains NUL bytes), not YAML or JSON";
+    return;
+  }
+  if (sniffFormat(file.content) == DocumentFormat::kYaml && file.content.size() > 2 * kPieceBytes) {
+    for (auto [text, line] : splitYamlStream(file.content, kPieceBytes)) {
+      file.pieces.push_back(Piece{text, line, {}, {}});
+    }
+  } else {
+    file.pieces.push_back(Piece{file.content, 1, {}, {}});
+  }
+}
+
+void ManifestSource::parsePiece(Piece& piece) const {
+  piece.status = readDocuments(
+      piece.text,
+      [&](Value document, size_t) -> Status {
+        for (Decoded& d : decoder_.decodeDocument(document)) {
+          piece.entries.push_back({std::move(d), document.line()});
+        }
+        return okStatus();
+      },
+      {}, piece.firstLine);
+}
+
+void ManifestSource::applyParsed(ParsedFile& file, FileState& state) const {
+  const std::string& path = file.path;
+  state.stamp = file.stamp;
   state.diagnostics.clear();
   auto keepAll = [&](std::string message) {
     if (!state.objects.empty()) {
@@ -140,35 +212,33 @@ void ManifestSource::readFile(const std::string& path, const Stamp& stamp, FileS
     }
     state.diagnostics.push_back({Diagnostic::Severity::kError, path, 0, std::move(message)});
   };
-  if (stamp.size > 0 && static_cast<size_t>(stamp.size) > options_.maxFileBytes) {
-    keepAll("file is " + std::to_string(stamp.size) + " bytes, larger than the " +
-            sizeText(options_.maxFileBytes) + " limit (--manifest-max-file-size)");
+  if (file.fatal) {
+    keepAll(*file.fatal);
     return;
   }
-  auto content = readWholeFile(path, options_.maxFileBytes);
-  if (!content.ok()) {
-    keepAll(content.error().message());
-    return;
-  }
-  if (std::memchr(content->data(), '\0', content->size()) != nullptr) {
-    keepAll("binary file (contains NUL bytes), not YAML or JSON");
-    return;
+  for (const Piece& piece : file.pieces) {
+    if (!piece.status.ok()) {
+      // A syntax error anywhere makes the whole file suspect (it may be half written).
+      keepAll(piece.status.error().message());
+      return;
+    }
   }
 
   std::map<ObjectKey, KubeObject> objects;
   std::map<ObjectKey, uint32_t> definedAt;
   std::vector<Diagnostic> diagnostics;
   std::set<ObjectKey> invalid;
-  Status parsed = readDocuments(*content, [&](Value document, size_t) -> Status {
-    for (Decoded& d : decoder_.decodeDocument(document)) {
+  for (Piece& piece : file.pieces) {
+    for (auto& [d, documentLine] : piece.entries) {
       switch (d.outcome) {
         case Decoded::Outcome::kOk: {
+          uint32_t at = d.line ? d.line : documentLine;
           if (auto it = definedAt.find(*d.key); it != definedAt.end()) {
-            diagnostics.push_back({Diagnostic::Severity::kWarning, path, d.line,
+            diagnostics.push_back({Diagnostic::Severity::kWarning, path, at,
                                    d.key->toString() + ": defined again (first at line " +
                                        std::to_string(it->second) + "); the later one wins"});
           }
-          definedAt[*d.key] = d.line ? d.line : document.line();
+          definedAt[*d.key] = at;
           objects[*d.key] = std::move(d.object);
           invalid.erase(*d.key);
           break;
@@ -187,12 +257,6 @@ void ManifestSource::readFile(const std::string& path, const Stamp& stamp, FileS
         }
       }
     }
-    return okStatus();
-  });
-  if (!parsed.ok()) {
-    // A syntax error anywhere makes the whole file suspect (it may be half written).
-    keepAll(parsed.error().message());
-    return;
   }
   for (const ObjectKey& key : invalid) {
     if (auto it = state.objects.find(key); it != state.objects.end()) objects[key] = it->second;
@@ -217,18 +281,65 @@ ManifestSource::Reload ManifestSource::reload(int64_t nowNs) {
       ++it;
     }
   }
+  std::vector<ParsedFile> changed;
+  size_t changedBytes = 0;
   for (const std::string& path : files) {
     struct stat st;
     if (::stat(path.c_str(), &st) != 0) continue;  // vanished since the listing: next time
     Stamp stamp{st.st_dev, st.st_ino, st.st_size,
                 int64_t{st.st_mtim.tv_sec} * 1'000'000'000 + st.st_mtim.tv_nsec,
                 int64_t{st.st_ctim.tv_sec} * 1'000'000'000 + st.st_ctim.tv_nsec};
-    auto [it, inserted] = files_.try_emplace(path);
-    if (!inserted && it->second.stamp == stamp) continue;
-    readFile(path, stamp, it->second);
+    auto it = files_.find(path);
+    if (it != files_.end() && it->second.stamp == stamp) continue;
+    changed.push_back(ParsedFile{path, stamp, {}, {}, {}});
+    changedBytes += static_cast<size_t>(std::max<off_t>(st.st_size, 0));
+  }
+
+  // Read and parse on several threads (files, and pieces of large YAML files, are independent;
+  // the decoder is const), then apply on this thread in path order, so the outcome does not
+  // depend on which thread finished first. A file's text is dropped as soon as it is parsed, so
+  // what is held at once is bounded by the threads, not by the number of files: small files and
+  // JSON files go one per thread, large YAML files one at a time with their pieces spread over
+  // the threads.
+  unsigned threads = options_.parseThreads ? options_.parseThreads
+                                           : std::max(1u, std::thread::hardware_concurrency());
+  if (changedBytes < kParallelBytes) threads = 1;
+  auto release = [](ParsedFile& file) {
+    for (Piece& piece : file.pieces) piece.text = {};
+    // Not `content = std::string()`: libstdc++ keeps the buffer when moving from a short string.
+    std::string().swap(file.content);
+  };
+  std::vector<ParsedFile*> small, large;
+  size_t largestSmall = 1;
+  for (ParsedFile& file : changed) {
+    size_t size = static_cast<size_t>(std::max<off_t>(file.stamp.size, 0));
+    // Only YAML is cut into pieces (JSON files are read whole, whatever their size).
+    if (size > 2 * kPieceBytes && !file.path.ends_with(".json")) {
+      large.push_back(&file);
+    } else {
+      small.push_back(&file);
+      largestSmall = std::max(largestSmall, size);
+    }
+  }
+  // Parsing holds a few times a file's size; keep what the pool holds at once near the budget.
+  unsigned smallThreads =
+      static_cast<unsigned>(std::clamp<size_t>(kInFlightBytes / largestSmall, 1, threads));
+  parallelFor(small.size(), smallThreads, [&](size_t i) {
+    readContent(*small[i]);
+    for (Piece& piece : small[i]->pieces) parsePiece(piece);
+    release(*small[i]);
+  });
+  for (ParsedFile* file : large) {
+    readContent(*file);
+    parallelFor(file->pieces.size(), threads, [&](size_t i) { parsePiece(file->pieces[i]); });
+    release(*file);
+  }
+  for (ParsedFile& file : changed) {
+    FileState& state = files_[file.path];
+    applyParsed(file, state);
     ++out.filesRead;
-    out.diagnostics.insert(out.diagnostics.end(), it->second.diagnostics.begin(),
-                           it->second.diagnostics.end());
+    out.diagnostics.insert(out.diagnostics.end(), state.diagnostics.begin(),
+                           state.diagnostics.end());
   }
   pathDiagnostics_ = pathDiagnostics;
   out.diagnostics.insert(out.diagnostics.begin(), pathDiagnostics.begin(), pathDiagnostics.end());

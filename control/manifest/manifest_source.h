@@ -33,8 +33,12 @@ struct ManifestOptions {
   std::vector<std::string> paths;
   // Larger files are refused (and keep their last good objects): a guard against pointing
   // Capstan at the wrong file (--manifest-max-file-size). 10,000 Services with their
-  // EndpointSlices of 10 endpoints each take about 19 MiB of YAML.
-  size_t maxFileBytes = size_t{32} << 20;
+  // EndpointSlices of 10 endpoints each, as kubectl prints them, take 42 MB of YAML and 100 MB of
+  // JSON.
+  size_t maxFileBytes = size_t{128} << 20;
+  // Threads that read and parse changed files (and pieces of large YAML files) at once;
+  // 0 means one per core. Small changes are read on the calling thread.
+  unsigned parseThreads = 0;
   DecoderOptions decoder;
 };
 
@@ -85,7 +89,13 @@ class ManifestSource {
 
   std::vector<std::string> listFiles(std::vector<Diagnostic>& diagnostics,
                                      std::vector<std::string>& unreadablePaths) const;
-  void readFile(const std::string& path, const Stamp& stamp, FileState& state);
+  struct Piece;
+  struct ParsedFile;
+  // The three steps of reading a changed file: the first two run on worker threads and touch
+  // no member but the (const) options and decoder; the last runs on the caller's thread.
+  void readContent(ParsedFile& file) const;
+  void parsePiece(Piece& piece) const;
+  void applyParsed(ParsedFile& file, FileState& state) const;
 
   ManifestOptions options_;
   ObjectDecoder decoder_;

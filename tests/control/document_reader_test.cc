@@ -289,6 +289,43 @@ TEST(YamlReader, ExpandsAnchorsAndAliases) {
   EXPECT_EQ(d.find("keyAsValue")->asString(), "app");
 }
 
+TEST(YamlReader, SplitsAStreamAtDocumentMarkersKeepingLines) {
+  std::string text = "a: 1\n---\nb: 2\nc: |\n  ---not a marker\n---   \nd: 4\n--- # c\ne: 5\n";
+  auto pieces = splitYamlStream(text, 1);
+  ASSERT_EQ(pieces.size(), 4u);
+  EXPECT_EQ(pieces[0].first, "a: 1\n");
+  EXPECT_EQ(pieces[0].second, 1u);
+  EXPECT_EQ(pieces[1].first, "---\nb: 2\nc: |\n  ---not a marker\n");
+  EXPECT_EQ(pieces[1].second, 2u);
+  EXPECT_EQ(pieces[2].second, 6u);
+  EXPECT_EQ(pieces[3].first, "--- # c\ne: 5\n");
+  EXPECT_EQ(pieces[3].second, 8u);
+  // The pieces read as the same documents as the whole, with the same lines.
+  std::vector<std::pair<std::string, uint32_t>> whole, joined;
+  auto collect = [](std::vector<std::pair<std::string, uint32_t>>& into) {
+    return [&into](Value v, size_t) {
+      for (const auto& [k, value] : v.asObject()) into.emplace_back(k, value.line());
+      return okStatus();
+    };
+  };
+  ASSERT_TRUE(readYamlDocuments(text, collect(whole)).ok());
+  for (auto [piece, line] : pieces) {
+    ASSERT_TRUE(readYamlDocuments(piece, collect(joined), {}, line).ok());
+  }
+  EXPECT_EQ(whole, joined);
+  // Large targets keep it whole; directives keep it whole.
+  EXPECT_EQ(splitYamlStream(text, 1 << 20).size(), 1u);
+  EXPECT_EQ(splitYamlStream("%YAML 1.2\n---\na: 1\n---\nb: 2\n", 1).size(), 1u);
+}
+
+TEST(YamlReader, ErrorsInAPieceNameTheLineOfTheWholeFile) {
+  ReadResult r;
+  r.status = readYamlDocuments(
+      "a: [1,\n", [](Value, size_t) { return okStatus(); }, {}, 41);
+  ASSERT_FALSE(r.status.ok());
+  EXPECT_TRUE(startsWith(r.error(), "line 42")) << r.error();
+}
+
 TEST(YamlReader, AppliesMergeKeysAsKubectlDoes) {
   ReadResult r = readYaml(
       "defaults: &defaults\n"
@@ -348,21 +385,37 @@ std::string billionLaughs(int levels) {
   return s;
 }
 
-TEST(YamlReader, StopsAnAliasBombAtTheValueLimit) {
-  // Nine levels would expand to 10^9 strings; the default limit stops it after 2 million.
+TEST(YamlReader, StopsAnAliasBombAtTheAliasLimit) {
+  // Nine levels would expand to 10^9 strings; the default alias limit stops it at a million.
   ReadResult r = readYaml(billionLaughs(9));
   EXPECT_FALSE(r.status.ok());
   EXPECT_TRUE(r.docs.empty());
-  EXPECT_NE(r.error().find("document has more than 2000000 values"), std::string::npos)
+  EXPECT_NE(r.error().find("aliases expand to more than 1000000 values"), std::string::npos)
       << r.error();
   EXPECT_TRUE(startsWith(r.error(), "line ")) << r.error();
 
-  // Three levels: 1 + 11 + 111 + 1111 + 3 keys' values... counted after expansion.
+  // Three levels, counted after expansion against the document limit too.
   ReaderLimits limits;
   limits.maxValuesPerDocument = 1000;
   ReadResult small = readYaml(billionLaughs(3), limits);
   EXPECT_FALSE(small.status.ok());
   EXPECT_EQ(small.error(), "line 3: document has more than 1000 values");
+  limits = {};
+  limits.maxAliasValues = 100;
+  small = readYaml(billionLaughs(3), limits);
+  EXPECT_FALSE(small.status.ok());
+  EXPECT_NE(small.error().find("aliases expand to more than 100 values"), std::string::npos)
+      << small.error();
+}
+
+TEST(YamlReader, LargeDocumentsWithoutAliasesAreNotLimitedByTheAliasBudget) {
+  // 1.5 million values of real bytes: over the alias budget, under the document limit.
+  std::string s = "items:\n";
+  s.reserve(10'000'000);
+  for (int i = 0; i < 1'500'000; ++i) s += "- 1\n";
+  ReadResult r = readYaml(s);
+  ASSERT_TRUE(r.status.ok()) << r.error();
+  EXPECT_EQ(r.docs.at(0).find("items")->asArray().size(), 1'500'000u);
 }
 
 TEST(YamlReader, ValueLimitIsExact) {
@@ -392,7 +445,7 @@ TEST(YamlReader, BoundsWhatNestedAnchorsCopy) {
   for (int i = 0; i < 1000; ++i) s += "1,";
   s += "1]\n";
   ReaderLimits limits;
-  limits.maxValuesPerDocument = 20'000;
+  limits.maxAliasValues = 20'000;
   ReadResult r = readYaml(s, limits);
   EXPECT_FALSE(r.status.ok());
   EXPECT_NE(r.error().find("anchors hold more than 20000 values"), std::string::npos) << r.error();

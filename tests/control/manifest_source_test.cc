@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 namespace capstan::control {
@@ -587,7 +588,7 @@ std::string fiftyMegabytesOfServices(size_t& count) {
 TEST_F(ManifestSourceTest, AFileOverTheSizeLimitKeepsItsObjectsAndARaisedLimitLoadsIt) {
   write("d/big.yaml", serviceYaml("small", 80, "10.96.0.1"));
   write("d/other.yaml", serviceYaml("other", 80, "10.96.0.2"));
-  ManifestSource source = sourceFor({path("d")});  // the default limit, 32 MiB
+  ManifestSource source = sourceFor({path("d")}, size_t{32} << 20);  // a 32 MiB limit
   source.reload(0);
   ASSERT_EQ(source.objects().size(), 2u);
 
@@ -606,8 +607,8 @@ TEST_F(ManifestSourceTest, AFileOverTheSizeLimitKeepsItsObjectsAndARaisedLimitLo
   EXPECT_NE(errors[0].message.find("keeping the 1 objects"), std::string::npos)
       << errors[0].message;
 
-  // With the limit raised, the same file loads, every Service of it.
-  ManifestSource raised = sourceFor({path("d")}, size_t{64} << 20);
+  // Under the default limit (128 MiB) the same file loads, every Service of it.
+  ManifestSource raised = sourceFor({path("d")}, ManifestOptions().maxFileBytes);
   auto start = std::chrono::steady_clock::now();
   r = raised.reload(0);
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -620,6 +621,92 @@ TEST_F(ManifestSourceTest, AFileOverTheSizeLimitKeepsItsObjectsAndARaisedLimitLo
   ASSERT_NE(last, raised.objects().end());
   EXPECT_EQ(std::get<std::shared_ptr<const Service>>(last->second)->ports.size(), 2u);
   std::printf("loaded %zu Services (50 MB of YAML) in %.2f s\n", count, seconds);
+}
+
+// A large YAML file is parsed in pieces on several threads; the result must be exactly what
+// one thread reading it whole gives: the same objects, diagnostics and lines.
+TEST_F(ManifestSourceTest, ParallelPiecesGiveTheSameResultAsOneThread) {
+  std::string big;
+  uint32_t line = 1;
+  uint32_t invalidLine = 0, deploymentLine = 0, repeatLine = 0;
+  for (int i = 0; i < 30'000; ++i) {
+    std::string doc;
+    if (i == 17'000) {
+      invalidLine = line + 10;  // the bad port's line, after the "---"
+      doc = serviceYaml("svc-" + std::to_string(i), 70000, "10.96.1.1");
+    } else if (i == 23'000) {
+      deploymentLine = line + 1;
+      doc = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n";
+    } else {
+      if (i == 29'000) repeatLine = line + 1;  // the document's first key
+      doc = serviceYaml("svc-" + std::to_string(i % 29'000), 80 + i % 7, "10.96.0.1");
+    }
+    big += "---\n" + doc;
+    line += 1 + static_cast<uint32_t>(std::count(doc.begin(), doc.end(), '\n'));
+  }
+  ASSERT_GT(big.size(), size_t{4} << 20);  // several pieces
+  write("d/big.yaml", big);
+  for (int i = 0; i < 8; ++i)
+    write("d/small-" + std::to_string(i) + ".yaml",
+          serviceYaml("s" + std::to_string(i), 80, "10.96.0.1"));
+
+  auto run = [&](unsigned threads) {
+    ManifestOptions options;
+    options.paths = {path("d")};
+    options.parseThreads = threads;
+    ManifestSource source(options);
+    auto r = source.reload(0);
+    std::vector<std::string> events = describe(r.events);
+    return std::make_tuple(events, allText(r.diagnostics), source.objects());
+  };
+  auto [events1, text1, objects1] = run(1);
+  auto [events4, text4, objects4] = run(4);
+  EXPECT_EQ(events1, events4);
+  EXPECT_EQ(text1, text4);
+  ASSERT_EQ(objects1.size(), objects4.size());
+  for (auto a = objects1.begin(), b = objects4.begin(); a != objects1.end(); ++a, ++b) {
+    ASSERT_EQ(a->first, b->first);
+    ASSERT_TRUE(sameObject(a->second, b->second)) << a->first.toString();
+  }
+  // svc-0 .. svc-28999 from the big file but for svc-17000 (invalid) and svc-23000 (a
+  // Deployment stands in its place), and the 8 small files.
+  EXPECT_EQ(objects4.size(), 29'000u - 2u + 8u) << text4.substr(0, 500);
+  // Lines are lines of the whole file, whichever piece they were in.
+  EXPECT_NE(text4.find(path("d/big.yaml") + ":" + std::to_string(invalidLine) +
+                       ": Service default/svc-17000: spec.ports[0].port"),
+            std::string::npos)
+      << text4.substr(0, 2000);
+  EXPECT_NE(text4.find(path("d/big.yaml") + ":" + std::to_string(deploymentLine) + ": Deployment"),
+            std::string::npos)
+      << text4.substr(0, 2000);
+  // Services 0..999 appear twice (i and i + 29,000): later definitions win, warned about.
+  EXPECT_NE(text4.find(path("d/big.yaml") + ":" + std::to_string(repeatLine) +
+                       ": Service default/svc-0: defined again (first at line 2)"),
+            std::string::npos)
+      << text4.substr(0, 2000);
+}
+
+TEST_F(ManifestSourceTest, ASyntaxErrorInALaterPieceKeepsTheWholeFile) {
+  std::string big;
+  for (int i = 0; i < 20'000; ++i)
+    big += "---\n" + serviceYaml("svc-" + std::to_string(i), 80, "10.96.0.1");
+  write("d/big.yaml", big);
+  ManifestOptions options;
+  options.paths = {path("d")};
+  options.parseThreads = 2;
+  ManifestSource source(options);
+  source.reload(0);
+  ASSERT_EQ(source.objects().size(), 20'000u);
+  uint32_t lines = static_cast<uint32_t>(std::count(big.begin(), big.end(), '\n'));
+  writeByRename("d/big.yaml", big + "---\nkind: [unclosed\n" + big.substr(0, 100'000));
+  auto r = source.reload(0);
+  EXPECT_TRUE(r.events.empty());
+  EXPECT_EQ(source.objects().size(), 20'000u);
+  auto errors = withSeverity(r.diagnostics, Diagnostic::Severity::kError);
+  ASSERT_EQ(errors.size(), 1u) << allText(r.diagnostics);
+  EXPECT_NE(errors[0].message.find("line " + std::to_string(lines + 3)), std::string::npos)
+      << errors[0].message;
+  EXPECT_NE(errors[0].message.find("keeping the 20000 objects"), std::string::npos);
 }
 
 TEST_F(ManifestSourceTest, AFifoIsNeverOpened) {
