@@ -215,6 +215,8 @@ class ControlLoop {
   void scheduleReload() {
     if (reloadScheduled_) return;
     reloadScheduled_ = true;
+    // Programming latency counts from the first event, not from the look after the pause.
+    if (firstEventNs_ == 0) firstEventNs_ = wallNowNs();
     reloadTimer_.expires_after(100ms);
     reloadTimer_.async_wait([this](const boost::system::error_code& ec) {
       reloadScheduled_ = false;
@@ -254,8 +256,11 @@ class ControlLoop {
     updateWatches(false);
     // The initial load is not a change to programme (kube-proxy records latency only for
     // changes after it started), so its events carry no trigger time.
-    auto reload = source_.reload(initialLoadDone_ ? wallNowNs() : 0);
+    auto reload = source_.reload(!initialLoadDone_ ? 0
+                                 : firstEventNs_   ? firstEventNs_
+                                                   : wallNowNs());
     initialLoadDone_ = true;
+    firstEventNs_ = 0;
     metrics_.manifestReloads.Increment();
     logDiagnostics(reload.diagnostics);
     // What this look found may add directories (a symlink's target, a configured directory
@@ -378,10 +383,8 @@ class ControlLoop {
       source_.setPaths(config_.manifests);
       reloadManifests();
     }
-    if (dataplaneSettings) {
-      scheduler_.syncFinished(SyncScheduler::Clock::now(), true);
-      scheduler_.requestSync();
-    }
+    if (dataplaneSettings) scheduler_.requestFullSync();
+    armRescan();  // with the new period
     armSyncTimer();
   }
 
@@ -395,6 +398,7 @@ class ControlLoop {
   asio::steady_timer syncTimer_;
   bool reloadScheduled_ = false;
   bool initialLoadDone_ = false;
+  int64_t firstEventNs_ = 0;  // wall time of the first file event since the last look
   std::vector<std::string> watchedDirs_;
   std::optional<InotifyWatcher> watcher_;
   ManifestSource source_;

@@ -35,6 +35,11 @@ class SyncScheduler {
 
   // Something changed: a sync is wanted.
   void requestSync() { requested_ = true; }
+  // Something changed that touches every port (dataplane settings): the next sync is full.
+  void requestFullSync() {
+    requested_ = true;
+    fullPending_ = true;
+  }
 
   // When the next sync is due, or nullopt when nothing is waiting (before the first request).
   std::optional<TimePoint> nextSyncAt() const;

@@ -114,6 +114,18 @@ TEST_F(SyncSchedulerTest, PartialSyncFailureMakesNextOneFull) {
   EXPECT_FALSE(lastFull);
 }
 
+TEST_F(SyncSchedulerTest, RequestFullSyncMakesTheNextSyncFull) {
+  s.requestSync();
+  tick(t0);
+  s.requestFullSync();
+  EXPECT_FALSE(tick(t0 + 500ms));  // still bounded by the min sync period
+  EXPECT_TRUE(tick(t0 + 1s));
+  EXPECT_TRUE(lastFull);
+  s.requestSync();
+  EXPECT_TRUE(tick(t0 + 2s));
+  EXPECT_FALSE(lastFull);
+}
+
 TEST_F(SyncSchedulerTest, ZeroMinSyncPeriodSyncsEveryChange) {
   s.setOptions({0s, 30s});
   s.requestSync();
