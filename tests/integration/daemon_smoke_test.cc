@@ -32,6 +32,7 @@
 
 #include "control/document_reader.h"
 #include "control/manifest/manifest_source.h"
+#include "tests/support/loopback_http.h"
 
 namespace capstan::control {
 namespace {
@@ -78,60 +79,8 @@ std::vector<uint16_t> freePorts(size_t n) {
   return ports;
 }
 
-struct HttpReply {
-  int status = 0;
-  std::string headers;  // the header block, lower-cased names as sent
-  std::string body;
-};
-
-// GET http://127.0.0.1:port/path with Connection: close; nullopt if the connection fails or the
-// reply is not HTTP. Reads until the server closes (at most 2 s per read, 64 MiB in all).
-std::optional<HttpReply> httpGet(uint16_t port, const std::string& path) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return std::nullopt;
-  timeval tv{2, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    ::close(fd);
-    return std::nullopt;
-  }
-  std::string request = "GET " + path +
-                        " HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: capstan-test\r\n" +
-                        "Connection: close\r\n\r\n";
-  if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) !=
-      static_cast<ssize_t>(request.size())) {
-    ::close(fd);
-    return std::nullopt;
-  }
-  std::string raw;
-  char buf[65536];
-  for (int i = 0; i < 4096 && raw.size() < (size_t{64} << 20); ++i) {
-    ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    raw.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  size_t headerEnd = raw.find("\r\n\r\n");
-  if (!raw.starts_with("HTTP/1.1 ") || headerEnd == std::string::npos) return std::nullopt;
-  HttpReply reply;
-  reply.status = std::atoi(raw.c_str() + 9);
-  reply.headers = raw.substr(0, headerEnd);
-  reply.body = raw.substr(headerEnd + 4);
-  // With a Content-Length, the body must be complete.
-  std::smatch m;
-  static const std::regex kLength("\r\n[Cc]ontent-[Ll]ength: *([0-9]+)");
-  if (std::regex_search(reply.headers, m, kLength) &&
-      std::stoull(m[1].str()) != reply.body.size()) {
-    return std::nullopt;
-  }
-  return reply;
-}
+using capstan::support::httpGet;
+using capstan::support::HttpReply;
 
 // The value of an unlabelled sample `name` in a Prometheus text exposition.
 std::optional<double> metricValue(const std::string& exposition, const std::string& name) {
