@@ -47,6 +47,8 @@ struct Flags {
   std::string clusterCIDR;
   std::vector<std::string> nodePortAddresses;
   bool masqueradeAll = false;
+  bool iptablesLocalhostNodePorts = true;
+  std::string iptablesBackend;
   std::string minSyncPeriod;
   std::string syncPeriod;
   std::string healthzBindAddress;
@@ -78,6 +80,12 @@ void defineFlags(CLI::App& app, Flags& f) {
       ->delimiter(',');
   app.add_flag("--masquerade-all", f.masqueradeAll,
                "SNAT all traffic sent through Service cluster IPs");
+  app.add_flag("--iptables-localhost-nodeports", f.iptablesLocalhostNodePorts,
+               "iptables mode: serve NodePorts on 127.0.0.1 too (sets route_localnet; default "
+               "true, --iptables-localhost-nodeports=false to turn off)");
+  app.add_option("--iptables-backend", f.iptablesBackend,
+                 "iptables mode: which iptables to drive, legacy or nft (default: the iptables on "
+                 "PATH; use the one the node's other components use)");
   app.add_option("--min-sync-period", f.minSyncPeriod,
                  "The minimum period between syncs of the dataplane, e.g. 1s, 500ms (default 1s)");
   app.add_option("--sync-period", f.syncPeriod,
@@ -265,6 +273,8 @@ Status applyConfigFile(const std::string& path, Config& config) {
           CAPSTAN_TRY(config.syncPeriod, duration(sv, field));
         } else if (key == "iptables" && sub == "minSyncPeriod") {
           CAPSTAN_TRY(config.minSyncPeriod, duration(sv, field));
+        } else if (key == "iptables" && sub == "localhostNodePorts") {
+          CAPSTAN_TRY(config.iptablesLocalhostNodePorts, boolean(sv, field));
         } else if (key == "logging" && sub == "verbosity") {
           if (sv.type() != Value::Type::kInt) return Error(where(field) + ": expected an integer");
           config.verbosity = static_cast<int>(sv.asInt());
@@ -306,6 +316,10 @@ Status validate(const Config& c) {
         "Ingresses from)");
   }
   if (c.verbosity < 0) return Error("-v: must not be negative");
+  if (!c.iptablesBackend.empty() && c.iptablesBackend != "legacy" && c.iptablesBackend != "nft") {
+    return Error("--iptables-backend: unsupported value \"" + c.iptablesBackend +
+                 "\" (supported: legacy, nft)");
+  }
   return okStatus();
 }
 
@@ -374,6 +388,10 @@ Result<ParsedArgs> parseArgs(const std::vector<std::string>& rawArgs) {
   }
   if (given("--nodeport-addresses")) c.nodePortAddresses = f.nodePortAddresses;
   if (given("--masquerade-all")) c.masqueradeAll = f.masqueradeAll;
+  if (given("--iptables-localhost-nodeports")) {
+    c.iptablesLocalhostNodePorts = f.iptablesLocalhostNodePorts;
+  }
+  if (given("--iptables-backend")) c.iptablesBackend = f.iptablesBackend;
   if (given("--min-sync-period")) {
     auto d = parseDuration(f.minSyncPeriod, "--min-sync-period");
     if (!d.ok()) return d.error();

@@ -28,6 +28,8 @@ struct Config {
   // --nodeport-addresses: CIDRs, or "primary" (the node's primary IPs, kube-proxy 1.29+).
   std::vector<std::string> nodePortAddresses;
   bool masqueradeAll = false;
+  bool iptablesLocalhostNodePorts = true;  // --iptables-localhost-nodeports
+  std::string iptablesBackend;             // --iptables-backend: "", "legacy" or "nft"
   std::chrono::nanoseconds minSyncPeriod = std::chrono::seconds(1);
   std::chrono::nanoseconds syncPeriod = std::chrono::seconds(30);
   std::string healthzBindAddress = "0.0.0.0:10256";    // empty: disabled

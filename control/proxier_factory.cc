@@ -1,8 +1,10 @@
 #include "control/proxier_factory.h"
 
+#include "iptables/iptables_proxier.h"
+
 namespace capstan::control {
 
-std::vector<ProxyMode> builtProxyModes() { return {ProxyMode::kNone}; }
+std::vector<ProxyMode> builtProxyModes() { return {ProxyMode::kIptables, ProxyMode::kNone}; }
 
 std::string builtModeNames() {
   std::string out;
@@ -14,7 +16,15 @@ Result<std::unique_ptr<Proxier>> makeProxier(const Config& config) {
   switch (config.mode) {
     case ProxyMode::kNone:
       return std::unique_ptr<Proxier>();
-    case ProxyMode::kIptables:
+    case ProxyMode::kIptables: {
+      iptables::IptablesConfig c;
+      c.clusterCIDRs = config.clusterCIDRs;
+      c.masqueradeAll = config.masqueradeAll;
+      c.nodePortAddresses = config.nodePortAddresses;
+      c.localhostNodePorts = config.iptablesLocalhostNodePorts;
+      return std::unique_ptr<Proxier>(std::make_unique<iptables::IptablesProxier>(
+          std::move(c), iptables::makeExecRunner(config.iptablesBackend)));
+    }
     case ProxyMode::kNftables:
     case ProxyMode::kIpvs:
     case ProxyMode::kDpdk:

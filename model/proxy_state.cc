@@ -107,9 +107,9 @@ void describePort(const ServicePort& port, std::string& out) {
                  : joinEach(indices, [&](uint32_t i) { return endpointText(port.endpoints[i]); });
     };
     std::string fam(toString(family));
-    if (port.usesClusterEndpoints())
+    if (port.usesClusterEndpoints(family))
       out += "  " + fam + " cluster endpoints: " + list(sel.cluster) + "\n";
-    if (port.usesLocalEndpoints())
+    if (port.usesLocalEndpoints(family))
       out += "  " + fam + " local endpoints: " + list(sel.local) + "\n";
     if (sel.topology != TopologyMode::kNone) {
       out += "  " + fam + " topology: ";

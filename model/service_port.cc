@@ -4,6 +4,13 @@
 
 namespace capstan {
 
+bool ServicePort::externallyAccessible(IpFamily family) const {
+  auto ofFamily = [family](const IpAddress& ip) { return ip.family() == family; };
+  return spec.nodePort != 0 ||
+         std::any_of(service->loadBalancerIPs.begin(), service->loadBalancerIPs.end(), ofFamily) ||
+         std::any_of(service->externalIPs.begin(), service->externalIPs.end(), ofFamily);
+}
+
 bool ServicePort::operator==(const ServicePort& other) const {
   return name == other.name && (service == other.service || *service == *other.service) &&
          spec == other.spec && endpoints == other.endpoints && selection == other.selection;
@@ -21,8 +28,8 @@ std::vector<std::shared_ptr<const ServicePort>> makeServicePorts(
     port->service = service;
     port->spec = spec;
     port->endpoints = endpointsForPort(slices, spec.name, spec.protocol, node.name);
-    SelectionPolicy policy{port->usesClusterEndpoints(), port->usesLocalEndpoints()};
     for (IpFamily family : {IpFamily::kV4, IpFamily::kV6}) {
+      SelectionPolicy policy{port->usesClusterEndpoints(family), port->usesLocalEndpoints(family)};
       port->selection[family == IpFamily::kV4 ? 0 : 1] =
           selectEndpoints(port->endpoints, family, policy, node.name, node.zone);
     }

@@ -23,14 +23,18 @@ struct ServicePort {
   // kube-proxy's endpoint selection for IPv4 ([0]) and IPv6 ([1]); indices into `endpoints`.
   std::array<EndpointSelection, 2> selection;
 
+  // Traffic from outside the cluster reaches this port in `family`: it has a NodePort, or a
+  // LoadBalancer or external IP of that family (kube-proxy's per-port ExternallyAccessible).
+  bool externallyAccessible(IpFamily family) const;
   // Traffic with Cluster policy reaches this port: internal policy Cluster, or any external
   // traffic (even with external policy Local, cluster-internal sources short-circuit to all
   // endpoints).
-  bool usesClusterEndpoints() const {
-    return !service->internalPolicyLocal() || service->externallyAccessible();
+  bool usesClusterEndpoints(IpFamily family) const {
+    return !service->internalPolicyLocal() || externallyAccessible(family);
   }
-  bool usesLocalEndpoints() const {
-    return service->internalPolicyLocal() || service->externalPolicyLocal();
+  bool usesLocalEndpoints(IpFamily family) const {
+    return service->internalPolicyLocal() ||
+           (service->externalPolicyLocal() && externallyAccessible(family));
   }
   const EndpointSelection& selectionFor(IpFamily family) const {
     return selection[family == IpFamily::kV4 ? 0 : 1];

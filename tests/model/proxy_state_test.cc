@@ -51,8 +51,8 @@ TEST(MakeServicePorts, OnePerPortSortedWithEndpointsAndSelection) {
   EXPECT_EQ(ports[1]->name.toString(), "default/web:metrics");
   EXPECT_EQ(ports[0]->endpoints.size(), 2u);
   EXPECT_EQ(ports[0]->endpoints[0].port, 8080);
-  EXPECT_FALSE(ports[0]->usesClusterEndpoints());
-  EXPECT_TRUE(ports[0]->usesLocalEndpoints());
+  EXPECT_FALSE(ports[0]->usesClusterEndpoints(IpFamily::kV4));
+  EXPECT_TRUE(ports[0]->usesLocalEndpoints(IpFamily::kV4));
   EXPECT_EQ(ports[0]->selectionFor(IpFamily::kV4).local, (std::vector<uint32_t>{0}));
   EXPECT_TRUE(ports[0]->selectionFor(IpFamily::kV6).local.empty());
   EXPECT_EQ(ports[0]->service.get(), ports[1]->service.get());
@@ -72,15 +72,26 @@ TEST(MakeServicePorts, ExternalNameHasNoneAndHeadlessIsNotProxied) {
   EXPECT_FALSE(ports[0]->service->isProxied());
 }
 
-TEST(ServicePort, ExternalPolicyLocalNeedsExternalAccess) {
+TEST(ServicePort, ExternalAccessIsPerPortAndFamily) {
   auto svc = service("web", {port("", 80)});
   svc->externalTrafficPolicy = TrafficPolicy::kLocal;
   EXPECT_FALSE(svc->externalPolicyLocal());  // a ClusterIP Service has no external traffic
-  svc->type = ServiceType::kNodePort;
+  svc->type = ServiceType::kLoadBalancer;
   EXPECT_TRUE(svc->externalPolicyLocal());
+  // A LoadBalancer whose balancer has no address yet and no NodePort (as with
+  // allocateLoadBalancerNodePorts: false) takes no external traffic yet.
   auto ports = makeServicePorts(svc, {}, {});
-  EXPECT_TRUE(ports[0]->usesClusterEndpoints());  // short-circuit for cluster-internal sources
-  EXPECT_TRUE(ports[0]->usesLocalEndpoints());
+  EXPECT_FALSE(ports[0]->externallyAccessible(IpFamily::kV4));
+  EXPECT_FALSE(ports[0]->usesLocalEndpoints(IpFamily::kV4));
+  svc->loadBalancerIPs = {*IpAddress::parse("fd00::9")};
+  ports = makeServicePorts(svc, {}, {});
+  EXPECT_FALSE(ports[0]->externallyAccessible(IpFamily::kV4));
+  EXPECT_TRUE(ports[0]->externallyAccessible(IpFamily::kV6));
+  svc->ports[0].nodePort = 30080;
+  ports = makeServicePorts(svc, {}, {});
+  EXPECT_TRUE(ports[0]->externallyAccessible(IpFamily::kV4));
+  EXPECT_TRUE(ports[0]->usesClusterEndpoints(IpFamily::kV4));  // cluster-internal short-circuit
+  EXPECT_TRUE(ports[0]->usesLocalEndpoints(IpFamily::kV4));
 }
 
 TEST(ProxyState, FindAndPortsOf) {
