@@ -11,12 +11,14 @@
 #include <ostream>
 
 #include "control/change_tracker.h"
+#include "control/conntrack_table.h"
 #include "control/logging.h"
 #include "control/manifest/inotify_watcher.h"
 #include "control/manifest/manifest_source.h"
 #include "control/metrics.h"
 #include "control/proxier_factory.h"
 #include "control/proxier_health.h"
+#include "control/service_health_server.h"
 #include "control/status_server.h"
 #include "control/sync_scheduler.h"
 #include "model/proxy_state.h"
@@ -110,6 +112,7 @@ class ControlLoop {
       return 1;
     }
     proxier_ = std::move(proxier).value();
+    startSyncCompanions();
     if (Status st = startStatusServer(); !st.ok()) {
       spdlog::error("{}", st.error().message());
       return 1;
@@ -132,12 +135,60 @@ class ControlLoop {
     armRescan();
     waitForSignal();
     io_.run();
+    if (serviceHealth_) serviceHealth_->stop();
     statusServer_.stop();
     spdlog::info("capstan stopped");
     return 0;
   }
 
  private:
+  // What runs beside the proxier after each successful sync: the stale conntrack cleanup (the
+  // kernel modes, whose NAT lives in conntrack) and the per-Service health check node ports
+  // (every mode that programs a dataplane).
+  void startSyncCompanions() {
+    switch (config_.mode) {
+      case ProxyMode::kIptables:
+      case ProxyMode::kNftables:
+      case ProxyMode::kIpvs:
+        conntrackTable_ = makeNetlinkConntrackTable();
+        conntrackCleaner_.emplace(*conntrackTable_);
+        break;
+      case ProxyMode::kDpdk:
+      case ProxyMode::kNone:
+        break;
+    }
+    if (config_.mode != ProxyMode::kNone) {
+      // kube-proxy's IsHealthy(): the proxier's own health, whatever the Node's state (a Node
+      // being deleted fails /healthz, not the Services' checks).
+      // TODO: listen on --nodeport-addresses only, as kube-proxy does; "" is every address.
+      serviceHealth_ = std::make_unique<ServiceHealthServer>(
+          "", [this] { return health_.livez(std::chrono::system_clock::now()).healthy; });
+    }
+  }
+
+  // After a successful sync of `state`: delete the conntrack entries it left stale.
+  void cleanConntrack(const std::shared_ptr<const ProxyState>& state) {
+    auto start = SyncScheduler::Clock::now();
+    ConntrackCleanupReport report = conntrackCleaner_->synced(state);
+    if (report.filters.empty()) return;
+    double ms =
+        std::chrono::duration<double, std::milli>(SyncScheduler::Clock::now() - start).count();
+    metrics_.conntrackEntriesDeleted.Increment(static_cast<double>(report.deleted));
+    if (report.error) {
+      metrics_.conntrackCleanupFailures.Increment();
+      spdlog::error("generation {}: deleting stale UDP conntrack entries ({} filters) failed: {}",
+                    state->generation(), report.filters.size(), report.error->message());
+    } else {
+      spdlog::debug(
+          "generation {}: deleted {} stale UDP conntrack entries ({} filters) in {:.3f} ms",
+          state->generation(), report.deleted, report.filters.size(), ms);
+    }
+    constexpr size_t kMaxLogged = 100;  // the first sync after start makes one per UDP frontend
+    for (size_t i = 0; i < report.filters.size() && i < kMaxLogged; ++i) {
+      spdlog::trace("  conntrack filter: {}", report.filters[i].toString());
+    }
+  }
+
   Status startStatusServer() {
     HttpRoutes healthRoutes{
         {"/healthz",
@@ -333,8 +384,16 @@ class ControlLoop {
       spdlog::debug("synced generation {} ({}, {} changed, {} removed ports) in {:.3f} ms",
                     state.generation(), changes.full ? "full" : "partial", changes.changed.size(),
                     changes.removed.size(), seconds * 1e3);
+      metrics_.syncRulesWritten.Set(static_cast<double>(result->rulesWritten));
+      metrics_.syncBytesWritten.Set(static_cast<double>(result->bytesWritten));
+      if (conntrackCleaner_) cleanConntrack(commit.state);
+      if (serviceHealth_) serviceHealth_->sync(state);
     } else {
       metrics_.syncFailures.Increment();
+      if (config_.mode == ProxyMode::kIptables) {
+        metrics_.iptablesRestoreFailures.Increment();
+        if (!changes.full) metrics_.iptablesPartialRestoreFailures.Increment();
+      }
       spdlog::error("sync of generation {} failed, keeping the last good dataplane: {}",
                     state.generation(), result.error().message());
     }
@@ -408,6 +467,10 @@ class ControlLoop {
   ProxyMetrics metrics_;
   StatusServer statusServer_;
   std::unique_ptr<Proxier> proxier_;
+  std::unique_ptr<ConntrackTable> conntrackTable_;
+  std::optional<StaleConntrackCleaner> conntrackCleaner_;
+  // After health_, whose state its probes read: destroyed (and its thread joined) first.
+  std::unique_ptr<ServiceHealthServer> serviceHealth_;
 };
 
 }  // namespace

@@ -131,6 +131,16 @@ ProxyMetrics::ProxyMetrics()
                        "Cumulative proxy livez HTTP status", {{"code", "503"}})),
       syncFailures(counter(*registry_, "capstan_sync_proxy_rules_failures_total",
                            "Syncs that failed and left the dataplane in its last good state")),
+      iptablesRestoreFailures(counter(*registry_,
+                                      "kubeproxy_sync_proxy_rules_iptables_restore_failures_total",
+                                      "Cumulative proxy iptables restore failures")),
+      iptablesPartialRestoreFailures(
+          counter(*registry_, "kubeproxy_sync_proxy_rules_iptables_partial_restore_failures_total",
+                  "Cumulative proxy iptables failures caused by partial syncs")),
+      syncRulesWritten(gauge(*registry_, "capstan_sync_proxy_rules_written",
+                             "Rules, map elements or table entries the last sync wrote")),
+      syncBytesWritten(gauge(*registry_, "capstan_sync_proxy_rules_bytes_written",
+                             "Bytes the last sync handed to the kernel or the dataplane")),
       servicePorts(
           gauge(*registry_, "capstan_service_ports", "Service ports in the last synced state")),
       endpoints(gauge(*registry_, "capstan_endpoints",
@@ -138,7 +148,12 @@ ProxyMetrics::ProxyMetrics()
       manifestInvalidObjects(gauge(*registry_, "capstan_manifest_invalid_objects",
                                    "Objects or files rejected in the current manifests")),
       manifestReloads(counter(*registry_, "capstan_manifest_reloads_total",
-                              "Times the manifest files were looked at again")) {}
+                              "Times the manifest files were looked at again")),
+      conntrackEntriesDeleted(counter(*registry_, "capstan_conntrack_entries_deleted_total",
+                                      "Stale UDP conntrack entries deleted after syncs")),
+      conntrackCleanupFailures(
+          counter(*registry_, "capstan_conntrack_cleanup_failures_total",
+                  "Cleanups of stale UDP conntrack entries that failed, wholly or in part")) {}
 
 std::string ProxyMetrics::render() const {
   prometheus::TextSerializer serializer;

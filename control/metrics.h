@@ -38,11 +38,21 @@ class ProxyMetrics {
   prometheus::Counter& livez200;
   prometheus::Counter& livez503;
   // Capstan's own.
-  prometheus::Counter& syncFailures;          // capstan_sync_proxy_rules_failures_total
+  prometheus::Counter& syncFailures;  // capstan_sync_proxy_rules_failures_total
+  // iptables mode: failed syncs (each a failed iptables-restore, or a failed `iptables -I` of a
+  // jump rule, which the restore needs), as kube-proxy counts them; and those of partial syncs.
+  prometheus::Counter& iptablesRestoreFailures;
+  prometheus::Counter& iptablesPartialRestoreFailures;
+  // What the last successful sync wrote (rules or entries, and bytes handed to the kernel).
+  prometheus::Gauge& syncRulesWritten;        // capstan_sync_proxy_rules_written
+  prometheus::Gauge& syncBytesWritten;        // capstan_sync_proxy_rules_bytes_written
   prometheus::Gauge& servicePorts;            // capstan_service_ports
   prometheus::Gauge& endpoints;               // capstan_endpoints
   prometheus::Gauge& manifestInvalidObjects;  // capstan_manifest_invalid_objects
   prometheus::Counter& manifestReloads;       // capstan_manifest_reloads_total
+  // Stale UDP conntrack cleanup after syncs of a kernel mode (control/conntrack_table.h).
+  prometheus::Counter& conntrackEntriesDeleted;   // capstan_conntrack_entries_deleted_total
+  prometheus::Counter& conntrackCleanupFailures;  // capstan_conntrack_cleanup_failures_total
 
   // The whole exposition, Prometheus text format 0.0.4.
   std::string render() const;

@@ -2,9 +2,7 @@
 
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
 #include <charconv>
-#include <chrono>
 
 #include "model/ip.h"
 
@@ -12,7 +10,6 @@ namespace capstan::control {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
-namespace http = beast::http;
 using tcp = asio::ip::tcp;
 
 Result<HostPort> parseHostPort(const std::string& text) {
@@ -48,72 +45,9 @@ Result<HostPort> parseHostPort(const std::string& text) {
 
 namespace {
 
-constexpr auto kTimeout = std::chrono::seconds(10);
-constexpr size_t kMaxRequestBytes = 16 * 1024;
-
-class Session : public std::enable_shared_from_this<Session> {
- public:
-  Session(tcp::socket socket, const HttpRoutes& routes)
-      : stream_(std::move(socket)), routes_(routes) {}
-
-  void start() { read(); }
-
- private:
-  void read() {
-    parser_.emplace();
-    parser_->header_limit(kMaxRequestBytes);
-    parser_->body_limit(kMaxRequestBytes);
-    stream_.expires_after(kTimeout);
-    http::async_read(stream_, buffer_, *parser_,
-                     [self = shared_from_this()](beast::error_code ec, size_t) {
-                       if (ec) return self->close();
-                       self->respond(self->parser_->release());
-                     });
-  }
-
-  void respond(http::request<http::string_body> request) {
-    HttpResponse r;
-    std::string_view target(request.target().data(), request.target().size());
-    target = target.substr(0, target.find('?'));
-    if (request.method() != http::verb::get && request.method() != http::verb::head) {
-      r = {405, "text/plain; charset=utf-8", "method not allowed\n"};
-    } else if (auto it = routes_.find(std::string(target)); it != routes_.end()) {
-      r = it->second();
-    } else {
-      r = {404, "text/plain; charset=utf-8", "404 page not found\n"};
-    }
-    auto response = std::make_shared<http::response<http::string_body>>(
-        static_cast<http::status>(r.status), request.version());
-    response->set(http::field::server, "capstan");
-    response->set(http::field::content_type, r.contentType);
-    response->set("X-Content-Type-Options", "nosniff");
-    response->keep_alive(request.keep_alive());
-    bool head = request.method() == http::verb::head;
-    response->body() = std::move(r.body);
-    response->prepare_payload();
-    if (head) response->body().clear();
-    stream_.expires_after(kTimeout);
-    http::async_write(stream_, *response,
-                      [self = shared_from_this(), response](beast::error_code ec, size_t) {
-                        if (ec || !response->keep_alive()) return self->close();
-                        self->read();
-                      });
-  }
-
-  void close() {
-    beast::error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
-  }
-
-  beast::tcp_stream stream_;
-  beast::flat_buffer buffer_;
-  std::optional<http::request_parser<http::string_body>> parser_;
-  const HttpRoutes& routes_;
-};
-
 struct Listener {
   tcp::acceptor acceptor;
-  HttpRoutes routes;
+  std::shared_ptr<const HttpRequestHandler> handler;
 };
 
 }  // namespace
@@ -125,7 +59,7 @@ struct StatusServer::Impl {
   void accept(Listener& l) {
     l.acceptor.async_accept([this, &l](beast::error_code ec, tcp::socket socket) {
       if (ec == asio::error::operation_aborted) return;
-      if (!ec) std::make_shared<Session>(std::move(socket), l.routes)->start();
+      if (!ec) serveHttpConnection(std::move(socket), l.handler);
       accept(l);
     });
   }
@@ -142,16 +76,18 @@ Result<uint16_t> StatusServer::listen(const std::string& address, HttpRoutes rou
   asio::ip::address ip = hp->host.empty() ? asio::ip::address(asio::ip::address_v4::any())
                                           : asio::ip::make_address(hp->host, ec);
   if (ec) return Error("invalid address " + address + ": " + ec.message());
-  tcp::endpoint endpoint(ip, hp->port);
-  auto listener = std::make_unique<Listener>(Listener{tcp::acceptor(impl_->io), std::move(routes)});
+  auto acceptor = listenTcp(impl_->io, tcp::endpoint(ip, hp->port), address);
+  if (!acceptor.ok()) return acceptor.error();
+  auto handler = std::make_shared<const HttpRequestHandler>(
+      [routes = std::move(routes)](const HttpRequestInfo& request) -> std::optional<HttpResponse> {
+        if (auto it = routes.find(std::string(request.path)); it != routes.end()) {
+          return it->second();
+        }
+        return HttpResponse{404, "text/plain; charset=utf-8", "404 page not found\n"};
+      });
+  auto listener =
+      std::make_unique<Listener>(Listener{std::move(acceptor).value(), std::move(handler)});
   tcp::acceptor& a = listener->acceptor;
-  if (a.open(endpoint.protocol(), ec); ec)
-    return Error("cannot listen on " + address + ": " + ec.message());
-  a.set_option(asio::socket_base::reuse_address(true), ec);
-  if (a.bind(endpoint, ec); ec) return Error("cannot listen on " + address + ": " + ec.message());
-  if (a.listen(asio::socket_base::max_listen_connections, ec); ec) {
-    return Error("cannot listen on " + address + ": " + ec.message());
-  }
   uint16_t port = a.local_endpoint().port();
   impl_->accept(*listener);
   impl_->listeners.push_back(std::move(listener));

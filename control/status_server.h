@@ -2,8 +2,8 @@
 // --metrics-bind-address (/metrics, /proxyMode), on a thread of its own so it answers while the
 // control thread is in a long sync.
 //
-// Boost.Beast, GET and HEAD only, bounded requests and timeouts: a port that monitoring systems
-// and load balancers probe must not be a way to hurt the node.
+// The HTTP exchange itself (Boost.Beast, GET and HEAD only, bounded requests and timeouts) is
+// control/http_session.h, shared with ServiceHealthServer.
 #pragma once
 
 #include <cstdint>
@@ -13,17 +13,12 @@
 #include <string>
 #include <thread>
 
+#include "control/http_session.h"
 #include "model/result.h"
 
 namespace capstan::control {
 
-struct HttpResponse {
-  int status = 200;
-  std::string contentType = "text/plain; charset=utf-8";
-  std::string body;
-};
-
-// Called on the server thread with the request path (query string removed).
+// Called on the server thread for a request to its path (the query string is ignored).
 using HttpHandler = std::function<HttpResponse()>;
 using HttpRoutes = std::map<std::string, HttpHandler>;
 

@@ -22,6 +22,8 @@
 #include <utility>
 #include <vector>
 
+#include "control/json_text.h"
+
 namespace capstan::bench {
 
 // A JSON-like tree the generator builds and both emitters print, so the YAML and the JSON of an
@@ -139,32 +141,7 @@ inline bool yamlNeedsQuotes(std::string_view s) {
 }
 
 inline void appendQuoted(std::string& out, std::string_view s) {
-  out += '"';
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof(buf), "\\u%04x", static_cast<unsigned char>(c));
-          out += buf;
-        } else {
-          out += c;
-        }
-    }
-  }
-  out += '"';
+  control::appendJsonString(out, s);
 }
 
 inline void appendYamlScalar(std::string& out, const ManifestNode& n) {

@@ -32,7 +32,9 @@
 
 #include "control/document_reader.h"
 #include "control/manifest/manifest_source.h"
+#include "tests/support/child_process.h"
 #include "tests/support/loopback_http.h"
+#include "tests/support/prometheus_text.h"
 
 namespace capstan::control {
 namespace {
@@ -44,59 +46,13 @@ using Clock = std::chrono::steady_clock;
 constexpr const char* kCapstan = CAPSTAN_BINARY_DIR "/control/capstan";
 constexpr auto kWaitLimit = 10s;  // for anything the daemon should do "soon"
 
-// Polls `done` every 20 ms until it holds or `limit` passes (and at most limit/20ms+1 times).
-bool waitFor(const std::function<bool()>& done, std::chrono::milliseconds limit = kWaitLimit) {
-  auto deadline = Clock::now() + limit;
-  size_t maxTries = static_cast<size_t>(limit / 20ms) + 1;
-  for (size_t i = 0; i < maxTries; ++i) {
-    if (done()) return true;
-    if (Clock::now() >= deadline) break;
-    std::this_thread::sleep_for(20ms);
-  }
-  return done();
-}
-
-// `n` distinct TCP ports free right now on 127.0.0.1: bind port 0 and read back what the kernel
-// chose, keeping every socket open until all are chosen so no port comes twice.
-std::vector<uint16_t> freePorts(size_t n) {
-  std::vector<int> fds;
-  std::vector<uint16_t> ports;
-  for (size_t i = 0; i < n; ++i) {
-    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) break;
-    fds.push_back(fd);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(addr);
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-        ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-      break;
-    }
-    ports.push_back(ntohs(addr.sin_port));
-  }
-  for (int fd : fds) ::close(fd);
-  return ports;
-}
-
+using capstan::support::freePorts;
 using capstan::support::httpGet;
 using capstan::support::HttpReply;
-
-// The value of an unlabelled sample `name` in a Prometheus text exposition.
-std::optional<double> metricValue(const std::string& exposition, const std::string& name) {
-  std::istringstream in(exposition);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.size() > name.size() && line.starts_with(name) && line[name.size()] == ' ') {
-      char* end = nullptr;
-      const char* start = line.c_str() + name.size() + 1;
-      double v = std::strtod(start, &end);
-      if (end == start) return std::nullopt;
-      return v;
-    }
-  }
-  return std::nullopt;
-}
+using capstan::support::metricValue;
+using capstan::support::spawn;
+using capstan::support::waitExit;
+using capstan::support::waitFor;
 
 std::string readFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -175,45 +131,6 @@ class DaemonSmokeTest : public testing::Test {
       ASSERT_TRUE(out.good()) << tmp;
     }
     ASSERT_EQ(::rename(tmp.c_str(), full.c_str()), 0) << full;
-  }
-
-  // fork + exec with stdin from /dev/null and stdout/stderr to files.
-  static pid_t spawn(const std::vector<std::string>& args, const std::string& outPath,
-                     const std::string& errPath) {
-    std::vector<char*> argv;
-    for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    int in = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-    int out = ::open(outPath.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    int err = ::open(errPath.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    pid_t parent = ::getpid();
-    pid_t pid = (in >= 0 && out >= 0 && err >= 0) ? ::fork() : -1;
-    if (pid == 0) {
-      // Only async-signal-safe calls between fork and exec.
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (::getppid() != parent) ::_exit(127);
-      if (::dup2(in, 0) < 0 || ::dup2(out, 1) < 0 || ::dup2(err, 2) < 0) ::_exit(127);
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
-    for (int fd : {in, out, err}) {
-      if (fd >= 0) ::close(fd);
-    }
-    return pid;
-  }
-
-  // The child's wait status once it has exited, or nullopt if it is still running at `limit`.
-  static std::optional<int> waitExit(pid_t pid, std::chrono::milliseconds limit) {
-    std::optional<int> result;
-    waitFor(
-        [&] {
-          int status = 0;
-          pid_t r = ::waitpid(pid, &status, WNOHANG);
-          if (r == pid) result = status;
-          return r != 0;  // exited, or an error (not our child): stop waiting either way
-        },
-        limit);
-    return result;
   }
 
   struct Run {
