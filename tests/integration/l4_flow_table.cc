@@ -272,6 +272,11 @@ ServiceSpec& ServiceSpec::externalTrafficLocal(uint16_t p) {
   return *this;
 }
 
+ServiceSpec& ServiceSpec::internalTrafficLocal() {
+  internalTrafficPolicyLocal = true;
+  return *this;
+}
+
 ServiceSpec& ServiceSpec::clientIPAffinity() {
   sessionAffinityClientIP = true;
   return *this;
@@ -299,6 +304,7 @@ std::string manifestYaml(const ServiceSpec& s, const Topology& topology) {
     << "\n    port: " << s.port << "\n    targetPort: " << kEchoPort << "\n";
   if (s.nodePort != 0) y << "    nodePort: " << s.nodePort << "\n";
   if (s.sessionAffinityClientIP) y << "  sessionAffinity: ClientIP\n";
+  if (s.internalTrafficPolicyLocal) y << "  internalTrafficPolicy: Local\n";
   if (s.type != "ClusterIP") {
     y << "  externalTrafficPolicy: " << (s.externalTrafficPolicyLocal ? "Local" : "Cluster")
       << "\n";
@@ -403,7 +409,9 @@ Step makeStep(Step::Kind kind, std::string service = "") {
 }  // namespace
 
 std::string Step::describe() const {
-  std::string origin = from == From::kClient ? "the client" : "the node";
+  std::string origin = from == From::kClient ? "the client"
+                       : from == From::kNode ? "the node"
+                                             : "backend b0";
   switch (kind) {
     case Kind::kAsk:
       return std::to_string(count) + " asks of " + service + " via its " + viaName(via) + " from " +
@@ -487,6 +495,7 @@ const std::vector<FlowCase>& l4FlowCases() {
   using E = Expect;
   const auto kClient = From::kClient;
   const auto kNode = From::kNode;
+  const auto kBackend0 = From::kBackend0;
   const auto kClusterIP = Via::kClusterIP;
   const auto kNodePort = Via::kNodePort;
   const auto kLoadBalancerIP =
@@ -540,6 +549,26 @@ const std::vector<FlowCase>& l4FlowCases() {
        {healthCheck("web", 503, 0),
         withTimeout(ask(kClient, "web", kLoadBalancerIP, 2, E::notServed()), 500ms),
         withTimeout(ask(kClient, "web", kNodePort, 2, E::notServed()), 500ms)}},
+
+      // A pod reaching its own Service lands on itself: the reply must come back through the
+      // node (kube-proxy masquerades an endpoint's traffic to itself), or the pod would see its
+      // own address answer a connection it made to the ClusterIP.
+      {"HairpinBackendReachesItselfThroughItsService",
+       {Svc("web", "10.96.0.16").endpoints({0})},
+       {ask(kBackend0, "web", kClusterIP, 5, E::reachesOnly({0}))}},
+
+      {"BackendReachesEveryEndpointIncludingItself",
+       {Svc("web", "10.96.0.17").endpoints({0, 1, 2})},
+       {ask(kBackend0, "web", kClusterIP, 60, E::reachesEach({0, 1, 2}))}},
+
+      // internalTrafficPolicy: Local keeps ClusterIP traffic on this node's endpoints, whoever
+      // sends it; with no local endpoint it is dropped (not rejected: other nodes may have some).
+      {"InternalTrafficPolicyLocalOnlyToLocalEndpoints",
+       {Svc("web", "10.96.0.18").internalTrafficLocal().endpoints({0}, {1, 2}),
+        Svc("remote", "10.96.0.19").internalTrafficLocal().endpoints({}, {1, 2})},
+       {ask(kBackend0, "web", kClusterIP, 20, E::reachesOnly({0})),
+        ask(kNode, "web", kClusterIP, 20, E::reachesOnly({0})),
+        withTimeout(ask(kBackend0, "remote", kClusterIP, 2, E::notServed()), 500ms)}},
 
       {"NoEndpointsRejectsAtOnce",
        {Svc("empty", "10.96.0.20")},
@@ -716,7 +745,15 @@ class CaseRun {
   }
 
   const std::string& namespaceOf(From from) const {
-    return from == From::kClient ? topology_->client() : topology_->node();
+    switch (from) {
+      case From::kClient:
+        return topology_->client();
+      case From::kNode:
+        return topology_->node();
+      case From::kBackend0:
+        return topology_->backend(0);
+    }
+    return topology_->client();
   }
 
   std::pair<std::string, uint16_t> target(const ServiceSpec& s, Via via) const {

@@ -155,6 +155,7 @@ struct ServiceSpec {
   bool externalTrafficPolicyLocal = false;
   uint16_t healthCheckNodePort = 0;
   bool sessionAffinityClientIP = false;
+  bool internalTrafficPolicyLocal = false;
   std::vector<EndpointSpec> endpointList;
 
   // Endpoints on this node (local) and on another one (remote), by backend index.
@@ -164,6 +165,7 @@ struct ServiceSpec {
   // healthCheckNodePort 0: none (Kubernetes gives one to type LoadBalancer only).
   ServiceSpec& externalTrafficLocal(uint16_t healthCheckNodePort);
   ServiceSpec& clientIPAffinity();
+  ServiceSpec& internalTrafficLocal();  // internalTrafficPolicy: Local
   ServiceSpec& udp();
   ServiceSpec& ipv6();  // an IPv6 single-stack Service (its clusterIP must be IPv6)
 };
@@ -173,7 +175,9 @@ ServiceSpec Svc(std::string name, std::string clusterIP);
 // The Service and EndpointSlice YAML the runner writes for `service` (one file per Service).
 std::string manifestYaml(const ServiceSpec& service, const Topology& topology);
 
-enum class From { kClient, kNode };                         // where an ask is made
+// Where an ask is made: the client, the node itself, or backend b0 (a pod reaching a Service,
+// possibly its own: hairpin).
+enum class From { kClient, kNode, kBackend0 };
 enum class Via { kClusterIP, kNodePort, kLoadBalancerIP };  // which address of the service
 
 // What a kAsk of `count` asks must come to.

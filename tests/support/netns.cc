@@ -299,8 +299,12 @@ Result<void> Topology::build() {
                                   "link set br0 up",
                                   "addr add " + nodeAddress(v4) + "/24 dev cli0",
                                   "addr add " + nodeBackendAddress(v4) + "/24 dev br0"};
+    // Hairpin mode on every bridge port, as the kubelet sets it (--hairpin-mode=hairpin-veth):
+    // with br_netfilter, a pod's packet to its own Service is DNATed back to the port it came
+    // in on, which a bridge refuses without it.
     for (size_t i = 0; i < backends_.size(); ++i) {
       n.push_back("link set be" + std::to_string(i) + " master br0");
+      n.push_back("link set be" + std::to_string(i) + " type bridge_slave hairpin on");
       n.push_back("link set be" + std::to_string(i) + " up");
     }
     // As on a real node: the node itself reaches ClusterIPs through a route for the range.
