@@ -11,16 +11,11 @@
 
 #include "model/proxy_state.h"
 #include "tests/dataplane/packet_builder.h"
+#include "tests/support/endpoint_slices.h"
 
 namespace capstan::dataplane::test {
 
-struct TestEndpoint {
-  std::string ip;
-  bool ready = true;
-  bool serving = true;
-  bool terminating = false;
-  std::string node = "node-b";  // not this node unless said
-};
+using support::TestEndpoint;
 
 struct TestService {
   std::string name = "web";
@@ -62,24 +57,9 @@ class StateBuilder {
     spec.nodePort = s.nodePort;
     svc->ports = {spec};
 
-    std::vector<std::shared_ptr<const EndpointSlice>> slices;
-    for (AddressType type : {AddressType::kIPv4, AddressType::kIPv6}) {
-      auto slice = std::make_shared<EndpointSlice>();
-      slice->name = {"default", s.name + (type == AddressType::kIPv4 ? "-v4" : "-v6")};
-      slice->serviceName = s.name;
-      slice->addressType = type;
-      slice->ports = {{"p", s.protocol, static_cast<uint16_t>(s.targetPort), ""}};
-      for (const TestEndpoint& e : s.endpoints) {
-        const IpAddress address = ip(e.ip);
-        if (address.isV4() != (type == AddressType::kIPv4)) continue;
-        EndpointSliceEndpoint ep;
-        ep.addresses = {address};
-        ep.conditions = {e.ready, e.serving, e.terminating};
-        ep.nodeName = e.node;
-        slice->endpoints.push_back(std::move(ep));
-      }
-      slices.push_back(std::move(slice));
-    }
+    auto slices = support::sliceFamilies(
+        "default", s.name, {{"p", s.protocol, static_cast<uint16_t>(s.targetPort), ""}},
+        s.endpoints);
     const NodeInfo node{.name = kNodeName};
     for (auto& port : makeServicePorts(svc, slices, node)) ports_.push_back(std::move(port));
     return *this;
