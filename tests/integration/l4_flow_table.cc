@@ -272,6 +272,11 @@ ServiceSpec& ServiceSpec::externalTrafficLocal(uint16_t p) {
   return *this;
 }
 
+ServiceSpec& ServiceSpec::later() {
+  createdLater = true;
+  return *this;
+}
+
 ServiceSpec& ServiceSpec::internalTrafficLocal() {
   internalTrafficPolicyLocal = true;
   return *this;
@@ -431,6 +436,8 @@ std::string Step::describe() const {
     case Kind::kRemoveEndpoint:
       return "remove " + (backend == kStuckBackend ? "the stuck backend" : backendName(backend)) +
              " from " + service + "'s EndpointSlice";
+    case Kind::kAddEndpoint:
+      return "add " + backendName(backend) + " to " + service + "'s EndpointSlice";
     case Kind::kRestart:
       return "restart the dataplane";
     case Kind::kCleanup:
@@ -467,6 +474,12 @@ Step healthCheck(std::string service, int httpStatus, int localEndpoints) {
 
 Step removeEndpoint(std::string service, size_t backend) {
   Step s = makeStep(Step::Kind::kRemoveEndpoint, std::move(service));
+  s.backend = backend;
+  return s;
+}
+
+Step addEndpoint(std::string service, size_t backend) {
+  Step s = makeStep(Step::Kind::kAddEndpoint, std::move(service));
   s.backend = backend;
   return s;
 }
@@ -585,6 +598,23 @@ const std::vector<FlowCase>& l4FlowCases() {
        {askUdp("dns", 5, 40053, E::sticksToOne({0, 1})), removeEndpoint("dns", kStuckBackend),
         settleWithin(askUdp("dns", 5, 40053, E::reachesOnly({0, 1}).butNotTheStuckOne()), 2s)}},
 
+      // A UDP flow rejected while the service had no endpoint reaches the endpoint that
+      // appears, at once. (With the REJECT in the filter table the rejected datagrams leave no
+      // confirmed conntrack entry, so this holds even without the cleanup; the next case needs
+      // it.)
+      {"UdpFlowReachesAnEndpointThatAppears",
+       {Svc("dns", "10.96.0.54").udp()},
+       {withTimeout(askUdp("dns", 2, 40054, E::notServed()), 500ms), addEndpoint("dns", 1),
+        settleWithin(askUdp("dns", 5, 40054, E::reachesOnly({1})), 2s)}},
+
+      // The same flow started before the Service existed: the node forwarded it un-NATed
+      // towards the service range, and conntrack confirmed that. Only deleting the entry when
+      // the service becomes active lets the flow reach it (fails with the cleanup off: checked).
+      {"UdpFlowReachesAServiceCreatedAfterItStarted",
+       {Svc("dns", "10.96.0.55").udp().later()},
+       {withTimeout(askUdp("dns", 2, 40055, E::notServed()), 500ms), addEndpoint("dns", 2),
+        settleWithin(askUdp("dns", 5, 40055, E::reachesOnly({2})), 2s)}},
+
       {"EstablishedConnectionSurvivesARestart",
        {Svc("web", "10.96.0.10").endpoints({0, 1, 2})},
        {hold("web"), talk(), restart(), talk(),
@@ -653,7 +683,7 @@ class CaseRun {
     std::filesystem::create_directories(manifestDir_, ec);
     if (ec) return fail("mkdir " + manifestDir_ + ": " + ec.message());
     for (const ServiceSpec& s : services_) {
-      if (!writeManifest(s)) return false;
+      if (!s.createdLater && !writeManifest(s)) return false;
     }
     dataplane_ = factory_(*topology_);
     if (auto started = dataplane_->start(manifestDir_); !started.ok()) {
@@ -717,6 +747,13 @@ class CaseRun {
                                [&](const EndpointSpec& e) { return e.backend == backend; });
         if (it == list.end()) return fail(where + ": " + backendName(backend) + " not an endpoint");
         list.erase(it);
+        if (!writeManifest(*svc)) return false;
+        lastChange_ = Clock::now();
+        return true;
+      }
+      case Step::Kind::kAddEndpoint: {
+        svc->endpointList.push_back(EndpointSpec{step.backend, true});
+        svc->createdLater = false;
         if (!writeManifest(*svc)) return false;
         lastChange_ = Clock::now();
         return true;

@@ -156,6 +156,7 @@ struct ServiceSpec {
   uint16_t healthCheckNodePort = 0;
   bool sessionAffinityClientIP = false;
   bool internalTrafficPolicyLocal = false;
+  bool createdLater = false;  // not in the manifests until a kAddEndpoint step writes it
   std::vector<EndpointSpec> endpointList;
 
   // Endpoints on this node (local) and on another one (remote), by backend index.
@@ -166,6 +167,7 @@ struct ServiceSpec {
   ServiceSpec& externalTrafficLocal(uint16_t healthCheckNodePort);
   ServiceSpec& clientIPAffinity();
   ServiceSpec& internalTrafficLocal();  // internalTrafficPolicy: Local
+  ServiceSpec& later();                 // created by the first kAddEndpoint step
   ServiceSpec& udp();
   ServiceSpec& ipv6();  // an IPv6 single-stack Service (its clusterIP must be IPv6)
 };
@@ -210,6 +212,8 @@ struct Step {
     kTalk,            // talk on the held connection: the same backend must echo
     kHealthCheck,     // GET / on the node's healthCheckNodePort of `service`, from the client
     kRemoveEndpoint,  // rewrite `service`'s EndpointSlice without `backend` (at time t)
+    kAddEndpoint,     // rewrite it with `backend` added, on this node (at time t); creates it
+                      // if it was createdLater
     kRestart,         // L4Dataplane::restart()
     kCleanup,         // stop, cleanup(), and nothing of the mode may be left
   };
@@ -220,12 +224,12 @@ struct Step {
   size_t count = 1;
   uint16_t sourcePort = 0;  // UDP asks: a fixed source port (one flow); 0: a new one each time
   std::chrono::milliseconds timeout{2000};  // of one ask
-  // kAsk after a kRemoveEndpoint: the expectation must hold for every ask started this long
-  // after the change (earlier asks are made every 20 ms, to measure when it took effect, and
-  // not checked).
+  // kAsk after a kRemoveEndpoint or kAddEndpoint: the expectation must hold for every ask started
+  // this long after the change (earlier asks are made every 20 ms, to measure when it took effect,
+  // and not checked).
   std::chrono::milliseconds settle{0};
   Expect expect;
-  size_t backend = 0;  // kRemoveEndpoint; may be kStuckBackend
+  size_t backend = 0;  // kRemoveEndpoint (may be kStuckBackend), kAddEndpoint
   int httpStatus = 0;  // kHealthCheck: the status, and the localEndpoints count in the body
   int localEndpoints = 0;
 
@@ -239,6 +243,7 @@ Step hold(std::string service);
 Step talk();
 Step healthCheck(std::string service, int httpStatus, int localEndpoints);
 Step removeEndpoint(std::string service, size_t backend);
+Step addEndpoint(std::string service, size_t backend);
 Step restart();
 Step cleanupLeavesNothing();
 // Modifiers: the expectation must hold `settle` after the last change; a shorter or longer
