@@ -26,6 +26,7 @@
 #include <random>
 #include <vector>
 
+#include "bench/dataplane/bench_vips.h"
 #include "dataplane/bytes.h"
 #include "dataplane/checksum.h"
 #include "dataplane/packet_core.h"
@@ -35,29 +36,14 @@
 namespace capstan::dataplane {
 namespace {
 
-constexpr uint32_t kVips = 100;
-constexpr uint32_t kEndpointsPerVip = 100;
+using bench::kVips;
 constexpr uint32_t kClientPorts = 50000;
 constexpr size_t kFrameLength = 54;  // Ethernet + IPv4 + TCP, no payload
 constexpr size_t kSlot = 64;         // one cache line per template
 constexpr int kBurst = 32;
 
 const std::shared_ptr<const VipTable>& vipTable() {
-  static const std::shared_ptr<const VipTable> table = [] {
-    test::StateBuilder builder;
-    for (uint32_t v = 0; v < kVips; ++v) {
-      test::TestService s;
-      s.name = "svc-" + std::to_string(v);
-      s.type = ServiceType::kLoadBalancer;
-      s.clusterIPs = {"10.96.0." + std::to_string(v)};
-      s.loadBalancerIPs = {"203.0.113." + std::to_string(v)};
-      for (uint32_t e = 0; e < kEndpointsPerVip; ++e) {
-        s.endpoints.push_back({"10." + std::to_string(v) + ".0." + std::to_string(e + 1)});
-      }
-      builder.add(s);
-    }
-    return VipTable::build(*builder.build(), VipTableConfig{}).table;
-  }();
+  static const std::shared_ptr<const VipTable> table = bench::buildBenchVipTable();
   return table;
 }
 
