@@ -98,7 +98,7 @@ class ExecRunner final : public IptablesRunner {
     std::string tool = toolName(family, Tool::kRestore);
     auto run =
         runCommand({tool, "-w", kLockWaitSeconds, "--noflush", "--counters"}, payload, limits());
-    if (!run.ok()) return run.error().withContext(std::string(toString(family)));
+    if (!run.ok()) return run.error().withContext(tool);
     if (!run->succeeded()) return toolFailed(tool, family, *run);
     return okStatus();
   }
@@ -107,7 +107,7 @@ class ExecRunner final : public IptablesRunner {
     if (!backendKnown_) return unknownBackend();
     std::string tool = toolName(family, Tool::kSave);
     auto run = runCommand({tool, "-t", std::string(toString(table))}, "", limits());
-    if (!run.ok()) return run.error().withContext(std::string(toString(family)));
+    if (!run.ok()) return run.error().withContext(tool);
     if (!run->succeeded()) return toolFailed(tool, family, *run);
     return std::move(run->stdoutText);
   }
