@@ -59,6 +59,14 @@ struct Flags {
   bool cleanup = false;
   std::string ingressClass;
   size_t manifestMaxFileBytes = 0;
+  std::string dpdkEalArgs;
+  std::string dpdkPort;
+  std::string dpdkExceptionPort;
+  std::string dpdkWorkers;
+  std::vector<std::string> dpdkNatAddresses;
+  std::string dpdkNextHopMac;
+  bool dpdkServeClusterIPs = false;
+  std::string dpdkExitWhenIdle;
   bool version = false;
 };
 
@@ -108,7 +116,89 @@ void defineFlags(CLI::App& app, Flags& f) {
                  "The IngressClass name this Capstan serves (default capstan)");
   app.add_option("--manifest-max-file-size", f.manifestMaxFileBytes,
                  "Manifest files larger than this many bytes are refused (default 134217728)");
+  app.add_option("--dpdk-eal-args", f.dpdkEalArgs,
+                 "dpdk mode: the DPDK EAL arguments, e.g. \"-l 0,1 --file-prefix capstan\"");
+  app.add_option("--dpdk-port", f.dpdkPort,
+                 "dpdk mode: the data port, a probed device's name or a virtual device with its "
+                 "arguments (net_pcap0,rx_pcap=in.pcap,tx_pcap=out.pcap)");
+  app.add_option("--dpdk-exception-port", f.dpdkExceptionPort,
+                 "dpdk mode: the port frames not for a VIP go to (the kernel's TAP, e.g. "
+                 "net_tap0,iface=capstan0); unset: they are dropped");
+  app.add_option("--dpdk-workers", f.dpdkWorkers,
+                 "dpdk mode: worker lcores running packet loops (default 1)");
+  app.add_option("--dpdk-nat-address", f.dpdkNatAddresses,
+                 "dpdk mode: the node's dataplane address NATed packets leave from and NodePorts "
+                 "are served on; one per IP family, repeatable or comma-separated")
+      ->delimiter(',');
+  app.add_option("--dpdk-next-hop-mac", f.dpdkNextHopMac,
+                 "dpdk mode: the destination MAC of forwarded frames (aa:bb:cc:dd:ee:ff); unset: "
+                 "their Ethernet header is left as it came");
+  app.add_flag("--dpdk-serve-cluster-ips", f.dpdkServeClusterIPs,
+               "dpdk mode: serve ClusterIPs too, not only external and LoadBalancer IPs and "
+               "NodePorts");
+  app.add_option("--dpdk-exit-when-idle", f.dpdkExitWhenIdle,
+                 "dpdk mode: exit once the packet loops have received something and then found "
+                 "their queues empty this many polls in a row (pcap runs); 0 never (default)");
   app.add_flag("--version", f.version, "Print the version and exit");
+}
+
+Result<uint32_t> parseCount(std::string_view text, const std::string& what, uint32_t min) {
+  uint64_t value = 0;
+  if (text.empty() || text.size() > 10) {
+    return Error(what + ": invalid number \"" + std::string(text) + "\"");
+  }
+  for (char ch : text) {
+    if (ch < '0' || ch > '9') return Error(what + ": invalid number \"" + std::string(text) + "\"");
+    value = value * 10 + static_cast<uint64_t>(ch - '0');
+  }
+  if (value > UINT32_MAX) return Error(what + ": " + std::string(text) + " is too large");
+  if (value < min) return Error(what + ": must be at least " + std::to_string(min));
+  return static_cast<uint32_t>(value);
+}
+
+Result<std::vector<IpAddress>> parseNatAddresses(const std::vector<std::string>& items,
+                                                 const std::string& what) {
+  std::vector<IpAddress> out;
+  for (std::string_view item : items) {
+    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+    while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+    if (item.empty()) continue;
+    auto ip = IpAddress::parse(item);
+    if (!ip) return Error(what + ": invalid IP address \"" + std::string(item) + "\"");
+    for (const IpAddress& other : out) {
+      if (other.family() == ip->family()) {
+        return Error(what + ": two " + std::string(toString(ip->family())) + " addresses (" +
+                     other.toString() + ", " + ip->toString() + "); give one per IP family");
+      }
+    }
+    out.push_back(*ip);
+  }
+  return out;
+}
+
+Result<std::array<uint8_t, 6>> parseMac(std::string_view text, const std::string& what) {
+  std::array<uint8_t, 6> mac{};
+  auto hex = [](char ch) -> int {
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+    return -1;
+  };
+  bool ok = text.size() == 17;
+  for (size_t i = 0; ok && i < 6; ++i) {
+    const int hi = hex(text[3 * i]);
+    const int lo = hex(text[3 * i + 1]);
+    if (hi < 0 || lo < 0 || (i < 5 && text[3 * i + 2] != ':' && text[3 * i + 2] != '-')) {
+      ok = false;
+    } else {
+      mac[i] = static_cast<uint8_t>(hi << 4 | lo);
+    }
+  }
+  if (!ok) {
+    return Error(what + ": invalid MAC address \"" + std::string(text) +
+                 "\" (want six hex bytes, aa:bb:cc:dd:ee:ff)");
+  }
+  return mac;
 }
 
 Result<std::vector<Cidr>> parseCidrList(std::string_view text, const std::string& what) {
@@ -262,6 +352,44 @@ Status applyConfigFile(const std::string& path, Config& config) {
         return Error(where(key) + ": expected a positive number of bytes");
       }
       config.manifestMaxFileBytes = static_cast<size_t>(v.asInt());
+    } else if (key == "dpdk") {
+      // Capstan's own section (capstan.io/v1alpha1): the --dpdk-* flags without the prefix.
+      if (v.isNull()) continue;
+      if (!v.isObject()) return Error(where(key) + ": expected a mapping");
+      for (const auto& [sub, sv] : v.asObject()) {
+        std::string field = key + "." + sub;
+        if (sub == "ealArgs") {
+          CAPSTAN_TRY(config.dpdkEalArgs, str(sv, field));
+        } else if (sub == "port") {
+          CAPSTAN_TRY(config.dpdkPort, str(sv, field));
+        } else if (sub == "exceptionPort") {
+          CAPSTAN_TRY(config.dpdkExceptionPort, str(sv, field));
+        } else if (sub == "workers" || sub == "exitWhenIdle") {
+          if (sv.type() != Value::Type::kInt || sv.asInt() < (sub == "workers" ? 1 : 0) ||
+              sv.asInt() > int64_t{UINT32_MAX}) {
+            return Error(where(field) + (sub == "workers" ? ": expected a positive integer"
+                                                          : ": expected a count of polls"));
+          }
+          (sub == "workers" ? config.dpdkWorkers : config.dpdkExitWhenIdlePolls) =
+              static_cast<uint32_t>(sv.asInt());
+        } else if (sub == "natAddresses") {
+          std::vector<std::string> items;
+          CAPSTAN_TRY(items, stringList(sv, field));
+          CAPSTAN_TRY(config.dpdkNatAddresses, parseNatAddresses(items, where(field)));
+        } else if (sub == "nextHopMAC") {
+          std::string s;
+          CAPSTAN_TRY(s, str(sv, field));
+          if (s.empty()) {
+            config.dpdkNextHopMac.reset();
+          } else {
+            CAPSTAN_TRY(config.dpdkNextHopMac, parseMac(s, where(field)));
+          }
+        } else if (sub == "serveClusterIPs") {
+          CAPSTAN_TRY(config.dpdkServeClusterIPs, boolean(sv, field));
+        } else {
+          return Error(where(field) + ": unknown field");
+        }
+      }
     } else if (key == "iptables" || key == "logging") {
       if (v.isNull()) continue;
       if (!v.isObject()) return Error(where(key) + ": expected a mapping");
@@ -319,6 +447,18 @@ Status validate(const Config& c) {
   if (!c.iptablesBackend.empty() && c.iptablesBackend != "legacy" && c.iptablesBackend != "nft") {
     return Error("--iptables-backend: unsupported value \"" + c.iptablesBackend +
                  "\" (supported: legacy, nft)");
+  }
+  // --dry-run renders the VIP table without DPDK, and --cleanup has nothing to remove: only a
+  // running dataplane needs its ports and addresses.
+  if (c.mode == ProxyMode::kDpdk && !c.dryRun && !c.cleanup) {
+    if (c.dpdkPort.empty()) {
+      return Error("--dpdk-port: required with --proxy-mode=dpdk (the data port's device)");
+    }
+    if (c.dpdkNatAddresses.empty()) {
+      return Error(
+          "--dpdk-nat-address: required with --proxy-mode=dpdk (the node's dataplane address "
+          "NATed packets leave from)");
+    }
   }
   return okStatus();
 }
@@ -411,6 +551,34 @@ Result<ParsedArgs> parseArgs(const std::vector<std::string>& rawArgs) {
   if (given("--manifest-max-file-size")) {
     if (f.manifestMaxFileBytes == 0) return Error("--manifest-max-file-size: must be positive");
     c.manifestMaxFileBytes = f.manifestMaxFileBytes;
+  }
+  if (given("--dpdk-eal-args")) c.dpdkEalArgs = f.dpdkEalArgs;
+  if (given("--dpdk-port")) c.dpdkPort = f.dpdkPort;
+  if (given("--dpdk-exception-port")) c.dpdkExceptionPort = f.dpdkExceptionPort;
+  if (given("--dpdk-workers")) {
+    auto n = parseCount(f.dpdkWorkers, "--dpdk-workers", 1);
+    if (!n.ok()) return n.error();
+    c.dpdkWorkers = *n;
+  }
+  if (given("--dpdk-nat-address")) {
+    auto addresses = parseNatAddresses(f.dpdkNatAddresses, "--dpdk-nat-address");
+    if (!addresses.ok()) return addresses.error();
+    c.dpdkNatAddresses = *addresses;
+  }
+  if (given("--dpdk-next-hop-mac")) {
+    if (f.dpdkNextHopMac.empty()) {
+      c.dpdkNextHopMac.reset();
+    } else {
+      auto mac = parseMac(f.dpdkNextHopMac, "--dpdk-next-hop-mac");
+      if (!mac.ok()) return mac.error();
+      c.dpdkNextHopMac = *mac;
+    }
+  }
+  if (given("--dpdk-serve-cluster-ips")) c.dpdkServeClusterIPs = f.dpdkServeClusterIPs;
+  if (given("--dpdk-exit-when-idle")) {
+    auto n = parseCount(f.dpdkExitWhenIdle, "--dpdk-exit-when-idle", 0);
+    if (!n.ok()) return n.error();
+    c.dpdkExitWhenIdlePolls = *n;
   }
   if (Status st = validate(c); !st.ok()) return st.error();
   return out;

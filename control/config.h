@@ -3,8 +3,10 @@
 // existing kube-proxy ConfigMap works), flags given explicitly winning over the file.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -40,6 +42,15 @@ struct Config {
   bool cleanup = false;
   std::string ingressClass = "capstan";
   size_t manifestMaxFileBytes = size_t{128} << 20;
+  // --proxy-mode=dpdk (the file's "dpdk" section).
+  std::string dpdkEalArgs;                               // --dpdk-eal-args
+  std::string dpdkPort;                                  // --dpdk-port
+  std::string dpdkExceptionPort;                         // --dpdk-exception-port
+  uint32_t dpdkWorkers = 1;                              // --dpdk-workers
+  std::vector<IpAddress> dpdkNatAddresses;               // --dpdk-nat-address, one per family
+  std::optional<std::array<uint8_t, 6>> dpdkNextHopMac;  // --dpdk-next-hop-mac
+  bool dpdkServeClusterIPs = false;                      // --dpdk-serve-cluster-ips
+  uint32_t dpdkExitWhenIdlePolls = 0;                    // --dpdk-exit-when-idle; 0: never
 
   bool operator==(const Config&) const = default;
 };

@@ -100,6 +100,7 @@ class ControlLoop {
         reloadTimer_(io_),
         rescanTimer_(io_),
         syncTimer_(io_),
+        finishedTimer_(io_),
         source_(manifestOptions(config_)),
         tracker_(trackerOptions(config_)),
         scheduler_({config_.minSyncPeriod, config_.syncPeriod}),
@@ -131,6 +132,7 @@ class ControlLoop {
     malloc_trim(0);            // the parse trees of the first load are gone: give the memory back
     scheduler_.requestSync();  // the first sync runs even with nothing to program
     armSyncTimer();
+    armFinishedCheck();
     waitForInotify();
     armRescan();
     waitForSignal();
@@ -237,6 +239,22 @@ class ControlLoop {
     }
     statusServer_.start();
     return okStatus();
+  }
+
+  // A dataplane may end by itself (dpdk with --dpdk-exit-when-idle, a pcap run): the daemon then
+  // logs what it did and exits 0.
+  void armFinishedCheck() {
+    if (!proxier_) return;
+    finishedTimer_.expires_after(200ms);
+    finishedTimer_.async_wait([this](const boost::system::error_code& ec) {
+      if (ec) return;
+      if (auto summary = proxier_->finished()) {
+        spdlog::info("{}; stopping", *summary);
+        io_.stop();
+        return;
+      }
+      armFinishedCheck();
+    });
   }
 
   void waitForSignal() {
@@ -384,6 +402,11 @@ class ControlLoop {
       spdlog::debug("synced generation {} ({}, {} changed, {} removed ports) in {:.3f} ms",
                     state.generation(), changes.full ? "full" : "partial", changes.changed.size(),
                     changes.removed.size(), seconds * 1e3);
+      // The same problems come back every sync until the input changes: log them when they do.
+      if (result->warnings != lastWarnings_) {
+        for (const std::string& warning : result->warnings) spdlog::warn("{}", warning);
+        lastWarnings_ = result->warnings;
+      }
       metrics_.syncRulesWritten.Set(static_cast<double>(result->rulesWritten));
       metrics_.syncBytesWritten.Set(static_cast<double>(result->bytesWritten));
       if (conntrackCleaner_) cleanConntrack(commit.state);
@@ -423,6 +446,14 @@ class ControlLoop {
     restartNeeded(next.ingressClass != config_.ingressClass, "--ingress-class");
     restartNeeded(next.manifestMaxFileBytes != config_.manifestMaxFileBytes,
                   "--manifest-max-file-size");
+    restartNeeded(next.dpdkEalArgs != config_.dpdkEalArgs || next.dpdkPort != config_.dpdkPort ||
+                      next.dpdkExceptionPort != config_.dpdkExceptionPort ||
+                      next.dpdkWorkers != config_.dpdkWorkers ||
+                      next.dpdkNatAddresses != config_.dpdkNatAddresses ||
+                      next.dpdkNextHopMac != config_.dpdkNextHopMac ||
+                      next.dpdkServeClusterIPs != config_.dpdkServeClusterIPs ||
+                      next.dpdkExitWhenIdlePolls != config_.dpdkExitWhenIdlePolls,
+                  "a --dpdk-* setting");
     if (next.verbosity != config_.verbosity) setupLogging(next.verbosity);
     scheduler_.setOptions({next.minSyncPeriod, next.syncPeriod});
     health_.setTimeout(2 * next.syncPeriod);
@@ -455,6 +486,8 @@ class ControlLoop {
   asio::steady_timer reloadTimer_;
   asio::steady_timer rescanTimer_;
   asio::steady_timer syncTimer_;
+  asio::steady_timer finishedTimer_;
+  std::vector<std::string> lastWarnings_;  // of the last successful sync
   bool reloadScheduled_ = false;
   bool initialLoadDone_ = false;
   int64_t firstEventNs_ = 0;  // wall time of the first file event since the last look

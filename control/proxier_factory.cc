@@ -1,10 +1,19 @@
 #include "control/proxier_factory.h"
 
 #include "iptables/iptables_proxier.h"
+#ifdef CAPSTAN_HAVE_DPDK
+#include "dataplane/dpdk/dpdk_proxier.h"
+#endif
 
 namespace capstan::control {
 
-std::vector<ProxyMode> builtProxyModes() { return {ProxyMode::kIptables, ProxyMode::kNone}; }
+std::vector<ProxyMode> builtProxyModes() {
+#ifdef CAPSTAN_HAVE_DPDK
+  return {ProxyMode::kIptables, ProxyMode::kDpdk, ProxyMode::kNone};
+#else
+  return {ProxyMode::kIptables, ProxyMode::kNone};
+#endif
+}
 
 std::string builtModeNames() {
   std::string out;
@@ -25,9 +34,26 @@ Result<std::unique_ptr<Proxier>> makeProxier(const Config& config) {
       return std::unique_ptr<Proxier>(std::make_unique<iptables::IptablesProxier>(
           std::move(c), iptables::makeExecRunner(config.iptablesBackend)));
     }
+    case ProxyMode::kDpdk: {
+#ifdef CAPSTAN_HAVE_DPDK
+      dataplane::dpdk::DpdkProxierConfig c;
+      c.ealArgs = config.dpdkEalArgs;
+      c.port = config.dpdkPort;
+      c.exceptionPort = config.dpdkExceptionPort;
+      c.workers = config.dpdkWorkers;
+      for (const IpAddress& address : config.dpdkNatAddresses) {
+        (address.isV4() ? c.natAddressV4 : c.natAddressV6) = address;
+      }
+      c.nextHopMac = config.dpdkNextHopMac;
+      c.serveClusterIPs = config.dpdkServeClusterIPs;
+      c.exitWhenIdlePolls = config.dpdkExitWhenIdlePolls;
+      return std::unique_ptr<Proxier>(std::make_unique<dataplane::dpdk::DpdkProxier>(std::move(c)));
+#else
+      break;
+#endif
+    }
     case ProxyMode::kNftables:
     case ProxyMode::kIpvs:
-    case ProxyMode::kDpdk:
       break;
   }
   std::string built;

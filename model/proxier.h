@@ -2,8 +2,10 @@
 #pragma once
 
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "model/proxy_state.h"
 #include "model/result.h"
@@ -15,6 +17,9 @@ struct SyncStats {
   size_t servicePorts = 0;  // ports programmed in this sync
   size_t rulesWritten = 0;  // rules, map elements or table entries written
   size_t bytesWritten = 0;  // bytes handed to the kernel or dataplane
+  // Inputs programmed otherwise than asked (e.g. a VIP claimed by two service ports), one message
+  // each: the sync succeeded and the caller logs them. Backends that do not log say it here.
+  std::vector<std::string> warnings;
 };
 
 using SyncResult = Result<SyncStats>;
@@ -38,6 +43,10 @@ class Proxier {
 
   // Removes everything this mode ever programmed (--cleanup).
   virtual Status cleanup() = 0;
+
+  // Whether the dataplane has ended by itself (a DPDK run with --dpdk-exit-when-idle): then a
+  // summary to log before the daemon exits 0, else nullopt. The daemon polls it periodically.
+  virtual std::optional<std::string> finished() { return std::nullopt; }
 };
 
 }  // namespace capstan

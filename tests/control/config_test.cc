@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <array>
 #include <cstdlib>
 #include <fstream>
 
@@ -196,6 +197,109 @@ TEST_F(ConfigTest, ConfigFileErrorsNameFileAndField) {
   auto missing = parseArgs({"--config", dir_ + "/nope.yaml"});
   ASSERT_FALSE(missing.ok());
   EXPECT_NE(missing.error().message().find("nope.yaml"), std::string::npos);
+}
+
+TEST_F(ConfigTest, ParsesDpdkFlags) {
+  auto r = parseArgs(
+      {"--proxy-mode=dpdk", "--manifests", "/m", "--dpdk-eal-args", "-l 0,1 --file-prefix capstan",
+       "--dpdk-port", "net_tap0,iface=cap0", "--dpdk-exception-port", "net_tap1", "--dpdk-workers",
+       "2", "--dpdk-nat-address", "192.0.2.1,2001:db8::1", "--dpdk-next-hop-mac",
+       "02:00:00:00:00:FE", "--dpdk-serve-cluster-ips", "--dpdk-exit-when-idle", "1000"});
+  ASSERT_TRUE(r.ok()) << r.error().message();
+  const Config& c = r->config;
+  EXPECT_EQ(c.mode, ProxyMode::kDpdk);
+  EXPECT_EQ(c.dpdkEalArgs, "-l 0,1 --file-prefix capstan");
+  EXPECT_EQ(c.dpdkPort, "net_tap0,iface=cap0");
+  EXPECT_EQ(c.dpdkExceptionPort, "net_tap1");
+  EXPECT_EQ(c.dpdkWorkers, 2u);
+  ASSERT_EQ(c.dpdkNatAddresses.size(), 2u);
+  EXPECT_EQ(c.dpdkNatAddresses[0].toString(), "192.0.2.1");
+  EXPECT_EQ(c.dpdkNatAddresses[1].toString(), "2001:db8::1");
+  ASSERT_TRUE(c.dpdkNextHopMac);
+  EXPECT_EQ(*c.dpdkNextHopMac, (std::array<uint8_t, 6>{2, 0, 0, 0, 0, 0xfe}));
+  EXPECT_TRUE(c.dpdkServeClusterIPs);
+  EXPECT_EQ(c.dpdkExitWhenIdlePolls, 1000u);
+
+  // --dry-run renders the VIP table without a port.
+  auto dry = parseArgs({"--proxy-mode=dpdk", "--manifests", "/m", "--dry-run"});
+  ASSERT_TRUE(dry.ok()) << dry.error().message();
+  EXPECT_EQ(dry->config.dpdkWorkers, 1u);
+  EXPECT_EQ(dry->config.dpdkExitWhenIdlePolls, 0u);
+}
+
+TEST_F(ConfigTest, RejectsBadDpdkFlagsNamingThem) {
+  const std::vector<std::string> base = {"--proxy-mode=dpdk", "--manifests", "/m"};
+  const std::vector<std::string> port = {"--dpdk-port", "net_null0"};
+  const std::vector<std::string> nat = {"--dpdk-nat-address", "192.0.2.1"};
+  struct Bad {
+    std::vector<std::string> args;
+    std::string mentions;
+  };
+  for (const Bad& bad : std::vector<Bad>{
+           {nat, "--dpdk-port: required"},
+           {port, "--dpdk-nat-address: required"},
+           {{"--dpdk-workers", "0"}, "--dpdk-workers"},
+           {{"--dpdk-workers", "two"}, "--dpdk-workers"},
+           {{"--dpdk-exit-when-idle", "-1"}, "--dpdk-exit-when-idle"},
+           {{"--dpdk-exit-when-idle", "99999999999"}, "--dpdk-exit-when-idle"},
+           {{"--dpdk-nat-address", "192.0.2.300"}, "--dpdk-nat-address"},
+           {{"--dpdk-nat-address", "192.0.2.1,192.0.2.2"}, "--dpdk-nat-address: two IPv4"},
+           {{"--dpdk-next-hop-mac", "02:00:00:00:00"}, "--dpdk-next-hop-mac"},
+           {{"--dpdk-next-hop-mac", "02:00:00:00:00:zz"}, "--dpdk-next-hop-mac"},
+       }) {
+    std::vector<std::string> args = base;
+    args.insert(args.end(), bad.args.begin(), bad.args.end());
+    if (bad.mentions.find("required") == std::string::npos) {
+      args.insert(args.end(), port.begin(), port.end());
+      if (bad.mentions.find("nat-address") == std::string::npos) {
+        args.insert(args.end(), nat.begin(), nat.end());
+      }
+    }
+    auto r = parseArgs(args);
+    ASSERT_FALSE(r.ok()) << bad.mentions;
+    EXPECT_NE(r.error().message().find(bad.mentions), std::string::npos) << r.error().message();
+  }
+}
+
+TEST_F(ConfigTest, ReadsTheDpdkSectionAndFlagsOverrideIt) {
+  std::string path = writeFile("capstan.yaml", R"(apiVersion: capstan.io/v1alpha1
+kind: CapstanConfiguration
+mode: dpdk
+manifests: [/m]
+dpdk:
+  ealArgs: "-l 0,1"
+  port: net_tap0
+  exceptionPort: net_tap1
+  workers: 1
+  natAddresses: ["192.0.2.1"]
+  nextHopMAC: "02:00:00:00:00:01"
+  serveClusterIPs: true
+  exitWhenIdle: 10
+)");
+  auto r = parseArgs({"--config", path, "--dpdk-workers", "3"});
+  ASSERT_TRUE(r.ok()) << r.error().message();
+  const Config& c = r->config;
+  EXPECT_EQ(c.mode, ProxyMode::kDpdk);
+  EXPECT_EQ(c.dpdkEalArgs, "-l 0,1");
+  EXPECT_EQ(c.dpdkPort, "net_tap0");
+  EXPECT_EQ(c.dpdkExceptionPort, "net_tap1");
+  EXPECT_EQ(c.dpdkWorkers, 3u);
+  ASSERT_EQ(c.dpdkNatAddresses.size(), 1u);
+  EXPECT_TRUE(c.dpdkNextHopMac);
+  EXPECT_TRUE(c.dpdkServeClusterIPs);
+  EXPECT_EQ(c.dpdkExitWhenIdlePolls, 10u);
+
+  for (const auto& [content, mentions] : std::vector<std::pair<std::string, std::string>>{
+           {"manifests: [/m]\ndpdk:\n  workers: 0\n", "dpdk.workers"},
+           {"manifests: [/m]\ndpdk:\n  natAddresses: [nope]\n", "dpdk.natAddresses"},
+           {"manifests: [/m]\ndpdk:\n  nextHopMAC: zz\n", "dpdk.nextHopMAC"},
+           {"manifests: [/m]\ndpdk:\n  prot: net_tap0\n", "dpdk.prot: unknown field"},
+       }) {
+    std::string bad = writeFile("bad.yaml", content);
+    auto e = parseArgs({"--config", bad});
+    ASSERT_FALSE(e.ok()) << content;
+    EXPECT_NE(e.error().message().find(mentions), std::string::npos) << e.error().message();
+  }
 }
 
 }  // namespace

@@ -17,6 +17,7 @@
 #include "dataplane/dpdk/port.h"
 #include "tests/dataplane/packet_checks.h"
 #include "tests/dataplane/state_builder.h"
+#include "tests/dataplane_dpdk/eal_fixture.h"
 #include "tests/dataplane_dpdk/pcap_file.h"
 #include "tests/dataplane_dpdk/test_eal.h"
 
@@ -88,27 +89,8 @@ std::string hex(const Frame& frame) {
   return out;
 }
 
-class DpdkShellTest : public ::testing::Test {
+class DpdkShellTest : public test::EalTest {
  protected:
-  void SetUp() override {
-    const Status eal = test::initTestEal();
-    if (!eal) {
-      if (geteuid() != 0) {
-        GTEST_SKIP() << "the DPDK EAL does not start without root here: " << eal.error().message();
-      }
-      FAIL() << eal.error().message();
-    }
-    dir_ = std::filesystem::temp_directory_path() /
-           ("capstan-dpdk-" + std::to_string(getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::create_directories(dir_);
-  }
-  void TearDown() override {
-    std::error_code ignored;
-    if (!dir_.empty()) std::filesystem::remove_all(dir_, ignored);
-  }
-  std::string path(const char* name) const { return (dir_ / name).string(); }
-
   static ShellConfig shellConfig() {
     ShellConfig config;
     config.core.flows.capacity = 1024;
@@ -123,8 +105,6 @@ class DpdkShellTest : public ::testing::Test {
     config.nextHopMac = kNextHop;
     return config;
   }
-
-  std::filesystem::path dir_;
 };
 
 TEST_F(DpdkShellTest, GoldenPcapThroughNetPcap) {
