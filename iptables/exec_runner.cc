@@ -103,6 +103,21 @@ class ExecRunner final : public IptablesRunner {
     return okStatus();
   }
 
+  // iptables-nft-restore is quadratic in the chains one call declares (rules.h,
+  // splitRestorePayload); 2,000 per call measured 2.4x faster than 14,000 in one. Which backend
+  // "iptables" on PATH is, `iptables --version` says ("(nf_tables)" or "(legacy)").
+  size_t maxChainsPerRestore(IpFamily family) override {
+    if (!nft_) {
+      if (backend_ == "nft" || backend_ == "legacy") {
+        nft_ = backend_ == "nft";
+      } else {
+        auto run = runCommand({toolName(family, Tool::kCommand), "--version"}, "", limits());
+        nft_ = run.ok() && run->stdoutText.find("nf_tables") != std::string::npos;
+      }
+    }
+    return *nft_ ? kNftChainsPerRestore : 0;
+  }
+
   Result<std::string> save(IpFamily family, Table table) override {
     if (!backendKnown_) return unknownBackend();
     std::string tool = toolName(family, Tool::kSave);
@@ -260,7 +275,10 @@ class ExecRunner final : public IptablesRunner {
     return Error(std::move(message));
   }
 
+  static constexpr size_t kNftChainsPerRestore = 2000;
+
   std::string backend_;
+  std::optional<bool> nft_;  // whether the backend is nft, once known
   std::string lastError_;
   bool backendKnown_;
   std::array<std::optional<bool>, 2> available_;

@@ -166,7 +166,10 @@ Status IptablesProxier::syncFull(FamilyState& fs, const ProxyState& state,
 
   AppliedRules applied;
   Payload payload = fullPayload(state, options, candidates, applied);
-  if (Status st = runner_->restore(fs.family, payload.text); !st.ok()) return st;
+  for (const std::string& part :
+       splitRestorePayload(payload.text, runner_->maxChainsPerRestore(fs.family))) {
+    if (Status st = runner_->restore(fs.family, part); !st.ok()) return st;
+  }
   // The jumps from the built-in chains, now that the chains they point to exist.
   for (const JumpRule& jump : jumpRules(options)) {
     if (Status st = runner_->ensureRule(fs.family, tableOf(jump.table), jump.from, jump.args);

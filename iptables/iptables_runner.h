@@ -6,6 +6,7 @@
 // payloads. Implementations must be safe to call from the control thread only.
 #pragma once
 
+#include <cstddef>
 #include <memory>
 #include <string>
 #include <vector>
@@ -58,6 +59,12 @@ class IptablesRunner {
   // the canary check, which a flush of the table fails as surely as a deletion.
   virtual bool chainHasRules(IpFamily family, Table table, const std::string& chain) {
     return chainExists(family, table, chain);
+  }
+  // How many service chains one full-sync restore may declare (splitRestorePayload in rules.h);
+  // 0: no limit, the whole payload in one call. The nft backend wants a limit, legacy does not.
+  virtual size_t maxChainsPerRestore(IpFamily family) {
+    (void)family;
+    return 0;
   }
   // /proc/sys values, e.g. "net/ipv4/conf/all/route_localnet".
   virtual Result<std::string> readSysctl(const std::string& name) {

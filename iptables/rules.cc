@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <map>
 #include <sstream>
+#include <string_view>
 
 #include "iptables/chain_names.h"
 #include "model/hash.h"
@@ -622,6 +624,119 @@ std::vector<JumpRule> jumpRules(const RuleOptions& o) {
     jumps.push_back({"filter", "OUTPUT", {"-j", kFirewallChain}});
   }
   return jumps;
+}
+
+namespace {
+
+// The order in which service chains can be written: a chain only jumps to chains of a lower rank
+// (or to KUBE-MARK-MASQ, written before all of them).
+int serviceChainRank(std::string_view chain) {
+  if (chain.starts_with("KUBE-SEP-")) return 0;
+  if (chain.starts_with("KUBE-SVC-") || chain.starts_with("KUBE-SVL-")) return 1;
+  if (chain.starts_with("KUBE-EXT-")) return 2;
+  return 3;  // KUBE-FW-
+}
+
+// The chain a "-A CHAIN ..." or ":CHAIN ..." line is about.
+std::string_view chainOf(std::string_view line, size_t offset) {
+  std::string_view rest = line.substr(offset);
+  return rest.substr(0, rest.find(' '));
+}
+
+}  // namespace
+
+std::vector<std::string> splitRestorePayload(const std::string& payload, size_t maxServiceChains) {
+  if (maxServiceChains == 0) return {payload};
+  // Find the nat section and its service chains.
+  size_t natStart = payload.find("*nat\n");
+  if (natStart == std::string::npos || (natStart != 0 && payload[natStart - 1] != '\n')) {
+    return {payload};
+  }
+  size_t natBody = natStart + 5;
+  size_t natEnd = payload.find("\nCOMMIT\n", natBody - 1);
+  if (natEnd == std::string::npos) return {payload};
+  natEnd += 1;  // at "COMMIT\n"
+
+  struct Chain {
+    std::string_view name;
+    std::string_view declaration;
+    std::vector<std::string_view> rules;
+  };
+  std::vector<Chain> serviceChains;
+  std::map<std::string_view, size_t> byName;
+  std::string_view body(payload.data() + natBody, natEnd - natBody);
+  std::vector<std::string_view> rest;  // every other line of the nat section, in order
+  std::string_view markMasqDeclaration;
+  std::vector<std::string_view> markMasqRules;
+  // Chains deleted at the end stay with their deletion in the last input: flushing one earlier
+  // would empty a chain the old top-level rules still jump to.
+  std::set<std::string_view> deleted;
+  for (size_t at = body.find("-X "); at != std::string_view::npos; at = body.find("-X ", at + 3)) {
+    if (at == 0 || body[at - 1] == '\n')
+      deleted.insert(chainOf(body.substr(0, body.find('\n', at)), at + 3));
+  }
+  for (size_t pos = 0; pos < body.size();) {
+    size_t eol = body.find('\n', pos);
+    if (eol == std::string_view::npos) eol = body.size();
+    std::string_view line = body.substr(pos, eol - pos);
+    pos = eol + 1;
+    if (line.starts_with(':')) {
+      std::string_view chain = chainOf(line, 1);
+      if (isServiceChain(chain) && !deleted.count(chain)) {
+        byName.emplace(chain, serviceChains.size());
+        serviceChains.push_back({chain, line, {}});
+        continue;
+      }
+      if (chain == kMarkMasqChain) {
+        markMasqDeclaration = line;
+        continue;
+      }
+    } else if (line.starts_with("-A ")) {
+      std::string_view chain = chainOf(line, 3);
+      if (auto it = byName.find(chain); it != byName.end()) {
+        serviceChains[it->second].rules.push_back(line);
+        continue;
+      }
+      if (chain == kMarkMasqChain) {
+        markMasqRules.push_back(line);
+        continue;
+      }
+    }
+    rest.push_back(line);
+  }
+  if (serviceChains.size() <= maxServiceChains) return {payload};
+
+  std::stable_sort(serviceChains.begin(), serviceChains.end(), [](const Chain& a, const Chain& b) {
+    return serviceChainRank(a.name) < serviceChainRank(b.name);
+  });
+  std::vector<std::string> out;
+  auto appendLine = [](std::string& to, std::string_view line) {
+    to.append(line);
+    to += '\n';
+  };
+  if (!markMasqDeclaration.empty()) {
+    std::string first = "*nat\n";
+    appendLine(first, markMasqDeclaration);
+    for (std::string_view r : markMasqRules) appendLine(first, r);
+    first += "COMMIT\n";
+    out.push_back(std::move(first));
+  }
+  for (size_t i = 0; i < serviceChains.size(); i += maxServiceChains) {
+    size_t end = std::min(serviceChains.size(), i + maxServiceChains);
+    std::string part = "*nat\n";
+    for (size_t c = i; c < end; ++c) appendLine(part, serviceChains[c].declaration);
+    for (size_t c = i; c < end; ++c) {
+      for (std::string_view r : serviceChains[c].rules) appendLine(part, r);
+    }
+    part += "COMMIT\n";
+    out.push_back(std::move(part));
+  }
+  // The last input: the other tables as they were, and what remains of nat in its place.
+  std::string last = payload.substr(0, natBody);
+  for (std::string_view line : rest) appendLine(last, line);
+  last.append(payload, natEnd, std::string::npos);
+  out.push_back(std::move(last));
+  return out;
 }
 
 std::set<std::string> serviceChainsIn(const std::string& save) {

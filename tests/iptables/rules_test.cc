@@ -7,12 +7,17 @@
 #include "iptables/rules.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "iptables/chain_names.h"
+#include "iptables/iptables_runner.h"
+#include "tests/support/netns_child.h"
 
 namespace capstan::iptables {
 namespace {
@@ -510,4 +515,122 @@ TEST(Rules, ServiceChainsInSave) {
 }
 
 }  // namespace
+
+// ---- Full payloads split for iptables-nft-restore (splitRestorePayload) ----
+
+std::string chainDeclared(const std::string& line) {
+  return line.starts_with(":") ? line.substr(1, line.find(' ') - 1) : "";
+}
+
+// The service chain a rule jumps to, or "".
+std::string jumpTarget(const std::string& line) {
+  size_t at = line.find(" -j ");
+  if (at == std::string::npos) return "";
+  std::string target = line.substr(at + 4, line.find(' ', at + 4) - at - 4);
+  return isServiceChain(target) ? target : "";
+}
+
+TEST(SplitRestorePayload, SmallPayloadsAndNoLimitStayWhole) {
+  auto state = makeState(everyFeature());
+  AppliedRules applied;
+  Payload p = fullPayload(*state, v4Options(), {}, applied);
+  EXPECT_EQ(splitRestorePayload(p.text, 0), std::vector<std::string>{p.text});
+  EXPECT_EQ(splitRestorePayload(p.text, 100000), std::vector<std::string>{p.text});
+}
+
+TEST(SplitRestorePayload, PartsKeepEveryLineAndEveryJumpValidAtEveryStep) {
+  auto state = makeState(everyFeature());
+  AppliedRules applied;
+  const std::string stale = "KUBE-SEP-STALESTALESTALE1";
+  Payload p = fullPayload(*state, v4Options(), {stale}, applied);
+  constexpr size_t kMax = 3;
+  std::vector<std::string> parts = splitRestorePayload(p.text, kMax);
+  ASSERT_GT(parts.size(), 3u);
+
+  // Every line of the payload is in exactly one part (table headers and COMMITs aside).
+  std::multiset<std::string> want, got;
+  for (const auto& l : lines(p.text)) {
+    if (!l.starts_with("*") && l != "COMMIT") want.insert(l);
+  }
+  std::set<std::string> declared;  // by the parts applied so far
+  for (size_t i = 0; i < parts.size(); ++i) {
+    size_t serviceChains = 0;
+    std::set<std::string> here;
+    for (const auto& l : lines(parts[i])) {
+      if (!l.starts_with("*") && l != "COMMIT") got.insert(l);
+      std::string chain = chainDeclared(l);
+      if (!chain.empty()) {
+        here.insert(chain);
+        serviceChains += isServiceChain(chain) ? 1 : 0;
+      }
+    }
+    if (i + 1 < parts.size()) {
+      EXPECT_LE(serviceChains, kMax) << "part " << i;
+      EXPECT_EQ(parts[i].find("*filter"), std::string::npos) << "part " << i;
+      EXPECT_EQ(parts[i].find(":KUBE-SERVICES "), std::string::npos) << "part " << i;
+    }
+    // A jump goes to a chain this part or an earlier one declares.
+    for (const auto& l : lines(parts[i])) {
+      std::string target = jumpTarget(l);
+      if (target.empty()) continue;
+      EXPECT_TRUE(here.count(target) || declared.count(target))
+          << "part " << i << " jumps to " << target << " before it exists: " << l;
+    }
+    declared.insert(here.begin(), here.end());
+  }
+  EXPECT_EQ(got, want);
+  // KUBE-MARK-MASQ first; the top-level chains, the stale chain's flush and deletion, and the
+  // other tables last.
+  EXPECT_NE(parts.front().find(":KUBE-MARK-MASQ "), std::string::npos);
+  const std::string& last = parts.back();
+  for (const std::string& expected : {std::string(":KUBE-SERVICES "), std::string("*filter"),
+                                      std::string("*mangle"), ":" + stale + " ", "-X " + stale}) {
+    EXPECT_NE(last.find(expected), std::string::npos) << expected;
+  }
+}
+
+// Applied for real with iptables-nft-restore --noflush, the parts leave the same tables as the
+// whole payload in one call.
+TEST(SplitRestorePayload, PartsApplyToTheSameRulesAsTheWhole) {
+  auto state = makeState(everyFeature());
+  AppliedRules applied;
+  Payload p = fullPayload(*state, v4Options(), {}, applied);
+  std::vector<std::string> parts = splitRestorePayload(p.text, 2);
+  ASSERT_GT(parts.size(), 2u);
+  // The tables after applying `inputs` in a fresh namespace (the child writes them to a file).
+  int calls = 0;
+  auto saveAfter = [&](const std::vector<std::string>& inputs) {
+    const std::string file =
+        std::filesystem::temp_directory_path() /
+        ("capstan-split-" + std::to_string(::getpid()) + "-" + std::to_string(++calls) + ".txt");
+    support::TestNetns ns;
+    EXPECT_TRUE(ns.ok()) << ns.error();
+    EXPECT_EQ(ns.runInChild([&] {
+      auto runner = makeExecRunner("nft");
+      for (const std::string& input : inputs) {
+        Status st = runner->restore(IpFamily::kV4, input);
+        ASSERT_TRUE(st.ok()) << st.error().message();
+      }
+      std::ofstream out(file);
+      for (Table t : {Table::kFilter, Table::kNat, Table::kMangle}) {
+        auto saved = runner->save(IpFamily::kV4, t);
+        ASSERT_TRUE(saved.ok()) << saved.error().message();
+        for (const auto& l : lines(*saved)) {
+          if (!l.starts_with("#")) out << l << "\n";
+        }
+      }
+    }),
+              "");
+    std::ifstream in(file);
+    std::stringstream text;
+    text << in.rdbuf();
+    std::filesystem::remove(file);
+    return text.str();
+  };
+  std::string whole = saveAfter({p.text});
+  std::string split = saveAfter(parts);
+  EXPECT_FALSE(whole.empty());
+  EXPECT_EQ(split, whole);
+}
+
 }  // namespace capstan::iptables
