@@ -359,33 +359,33 @@ Status applyConfigFile(const std::string& path, Config& config) {
       for (const auto& [sub, sv] : v.asObject()) {
         std::string field = key + "." + sub;
         if (sub == "ealArgs") {
-          CAPSTAN_TRY(config.dpdkEalArgs, str(sv, field));
+          CAPSTAN_TRY(config.dpdk.ealArgs, str(sv, field));
         } else if (sub == "port") {
-          CAPSTAN_TRY(config.dpdkPort, str(sv, field));
+          CAPSTAN_TRY(config.dpdk.port, str(sv, field));
         } else if (sub == "exceptionPort") {
-          CAPSTAN_TRY(config.dpdkExceptionPort, str(sv, field));
+          CAPSTAN_TRY(config.dpdk.exceptionPort, str(sv, field));
         } else if (sub == "workers" || sub == "exitWhenIdle") {
           if (sv.type() != Value::Type::kInt || sv.asInt() < (sub == "workers" ? 1 : 0) ||
               sv.asInt() > int64_t{UINT32_MAX}) {
             return Error(where(field) + (sub == "workers" ? ": expected a positive integer"
                                                           : ": expected a count of polls"));
           }
-          (sub == "workers" ? config.dpdkWorkers : config.dpdkExitWhenIdlePolls) =
+          (sub == "workers" ? config.dpdk.workers : config.dpdk.exitWhenIdlePolls) =
               static_cast<uint32_t>(sv.asInt());
         } else if (sub == "natAddresses") {
           std::vector<std::string> items;
           CAPSTAN_TRY(items, stringList(sv, field));
-          CAPSTAN_TRY(config.dpdkNatAddresses, parseNatAddresses(items, where(field)));
+          CAPSTAN_TRY(config.dpdk.natAddresses, parseNatAddresses(items, where(field)));
         } else if (sub == "nextHopMAC") {
           std::string s;
           CAPSTAN_TRY(s, str(sv, field));
           if (s.empty()) {
-            config.dpdkNextHopMac.reset();
+            config.dpdk.nextHopMac.reset();
           } else {
-            CAPSTAN_TRY(config.dpdkNextHopMac, parseMac(s, where(field)));
+            CAPSTAN_TRY(config.dpdk.nextHopMac, parseMac(s, where(field)));
           }
         } else if (sub == "serveClusterIPs") {
-          CAPSTAN_TRY(config.dpdkServeClusterIPs, boolean(sv, field));
+          CAPSTAN_TRY(config.dpdk.serveClusterIPs, boolean(sv, field));
         } else {
           return Error(where(field) + ": unknown field");
         }
@@ -451,10 +451,10 @@ Status validate(const Config& c) {
   // --dry-run renders the VIP table without DPDK, and --cleanup has nothing to remove: only a
   // running dataplane needs its ports and addresses.
   if (c.mode == ProxyMode::kDpdk && !c.dryRun && !c.cleanup) {
-    if (c.dpdkPort.empty()) {
+    if (c.dpdk.port.empty()) {
       return Error("--dpdk-port: required with --proxy-mode=dpdk (the data port's device)");
     }
-    if (c.dpdkNatAddresses.empty()) {
+    if (c.dpdk.natAddresses.empty()) {
       return Error(
           "--dpdk-nat-address: required with --proxy-mode=dpdk (the node's dataplane address "
           "NATed packets leave from)");
@@ -552,33 +552,33 @@ Result<ParsedArgs> parseArgs(const std::vector<std::string>& rawArgs) {
     if (f.manifestMaxFileBytes == 0) return Error("--manifest-max-file-size: must be positive");
     c.manifestMaxFileBytes = f.manifestMaxFileBytes;
   }
-  if (given("--dpdk-eal-args")) c.dpdkEalArgs = f.dpdkEalArgs;
-  if (given("--dpdk-port")) c.dpdkPort = f.dpdkPort;
-  if (given("--dpdk-exception-port")) c.dpdkExceptionPort = f.dpdkExceptionPort;
+  if (given("--dpdk-eal-args")) c.dpdk.ealArgs = f.dpdkEalArgs;
+  if (given("--dpdk-port")) c.dpdk.port = f.dpdkPort;
+  if (given("--dpdk-exception-port")) c.dpdk.exceptionPort = f.dpdkExceptionPort;
   if (given("--dpdk-workers")) {
     auto n = parseCount(f.dpdkWorkers, "--dpdk-workers", 1);
     if (!n.ok()) return n.error();
-    c.dpdkWorkers = *n;
+    c.dpdk.workers = *n;
   }
   if (given("--dpdk-nat-address")) {
     auto addresses = parseNatAddresses(f.dpdkNatAddresses, "--dpdk-nat-address");
     if (!addresses.ok()) return addresses.error();
-    c.dpdkNatAddresses = *addresses;
+    c.dpdk.natAddresses = *addresses;
   }
   if (given("--dpdk-next-hop-mac")) {
     if (f.dpdkNextHopMac.empty()) {
-      c.dpdkNextHopMac.reset();
+      c.dpdk.nextHopMac.reset();
     } else {
       auto mac = parseMac(f.dpdkNextHopMac, "--dpdk-next-hop-mac");
       if (!mac.ok()) return mac.error();
-      c.dpdkNextHopMac = *mac;
+      c.dpdk.nextHopMac = *mac;
     }
   }
-  if (given("--dpdk-serve-cluster-ips")) c.dpdkServeClusterIPs = f.dpdkServeClusterIPs;
+  if (given("--dpdk-serve-cluster-ips")) c.dpdk.serveClusterIPs = f.dpdkServeClusterIPs;
   if (given("--dpdk-exit-when-idle")) {
     auto n = parseCount(f.dpdkExitWhenIdle, "--dpdk-exit-when-idle", 0);
     if (!n.ok()) return n.error();
-    c.dpdkExitWhenIdlePolls = *n;
+    c.dpdk.exitWhenIdlePolls = *n;
   }
   if (Status st = validate(c); !st.ok()) return st.error();
   return out;

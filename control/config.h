@@ -42,15 +42,20 @@ struct Config {
   bool cleanup = false;
   std::string ingressClass = "capstan";
   size_t manifestMaxFileBytes = size_t{128} << 20;
-  // --proxy-mode=dpdk (the file's "dpdk" section).
-  std::string dpdkEalArgs;                               // --dpdk-eal-args
-  std::string dpdkPort;                                  // --dpdk-port
-  std::string dpdkExceptionPort;                         // --dpdk-exception-port
-  uint32_t dpdkWorkers = 1;                              // --dpdk-workers
-  std::vector<IpAddress> dpdkNatAddresses;               // --dpdk-nat-address, one per family
-  std::optional<std::array<uint8_t, 6>> dpdkNextHopMac;  // --dpdk-next-hop-mac
-  bool dpdkServeClusterIPs = false;                      // --dpdk-serve-cluster-ips
-  uint32_t dpdkExitWhenIdlePolls = 0;                    // --dpdk-exit-when-idle; 0: never
+  // --proxy-mode=dpdk (the file's "dpdk" section); a change of any of it needs a restart.
+  struct Dpdk {
+    std::string ealArgs;                               // --dpdk-eal-args
+    std::string port;                                  // --dpdk-port
+    std::string exceptionPort;                         // --dpdk-exception-port
+    uint32_t workers = 1;                              // --dpdk-workers
+    std::vector<IpAddress> natAddresses;               // --dpdk-nat-address, one per family
+    std::optional<std::array<uint8_t, 6>> nextHopMac;  // --dpdk-next-hop-mac
+    bool serveClusterIPs = false;                      // --dpdk-serve-cluster-ips
+    uint32_t exitWhenIdlePolls = 0;                    // --dpdk-exit-when-idle; 0: never
+
+    bool operator==(const Dpdk&) const = default;
+  };
+  Dpdk dpdk;
 
   bool operator==(const Config&) const = default;
 };

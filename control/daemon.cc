@@ -446,14 +446,7 @@ class ControlLoop {
     restartNeeded(next.ingressClass != config_.ingressClass, "--ingress-class");
     restartNeeded(next.manifestMaxFileBytes != config_.manifestMaxFileBytes,
                   "--manifest-max-file-size");
-    restartNeeded(next.dpdkEalArgs != config_.dpdkEalArgs || next.dpdkPort != config_.dpdkPort ||
-                      next.dpdkExceptionPort != config_.dpdkExceptionPort ||
-                      next.dpdkWorkers != config_.dpdkWorkers ||
-                      next.dpdkNatAddresses != config_.dpdkNatAddresses ||
-                      next.dpdkNextHopMac != config_.dpdkNextHopMac ||
-                      next.dpdkServeClusterIPs != config_.dpdkServeClusterIPs ||
-                      next.dpdkExitWhenIdlePolls != config_.dpdkExitWhenIdlePolls,
-                  "a --dpdk-* setting");
+    restartNeeded(next.dpdk != config_.dpdk, "a --dpdk-* setting");
     if (next.verbosity != config_.verbosity) setupLogging(next.verbosity);
     scheduler_.setOptions({next.minSyncPeriod, next.syncPeriod});
     health_.setTimeout(2 * next.syncPeriod);

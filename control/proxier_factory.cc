@@ -37,16 +37,16 @@ Result<std::unique_ptr<Proxier>> makeProxier(const Config& config) {
     case ProxyMode::kDpdk: {
 #ifdef CAPSTAN_HAVE_DPDK
       dataplane::dpdk::DpdkProxierConfig c;
-      c.ealArgs = config.dpdkEalArgs;
-      c.port = config.dpdkPort;
-      c.exceptionPort = config.dpdkExceptionPort;
-      c.workers = config.dpdkWorkers;
-      for (const IpAddress& address : config.dpdkNatAddresses) {
+      c.ealArgs = config.dpdk.ealArgs;
+      c.port = config.dpdk.port;
+      c.exceptionPort = config.dpdk.exceptionPort;
+      c.workers = config.dpdk.workers;
+      for (const IpAddress& address : config.dpdk.natAddresses) {
         (address.isV4() ? c.natAddressV4 : c.natAddressV6) = address;
       }
-      c.nextHopMac = config.dpdkNextHopMac;
-      c.serveClusterIPs = config.dpdkServeClusterIPs;
-      c.exitWhenIdlePolls = config.dpdkExitWhenIdlePolls;
+      c.nextHopMac = config.dpdk.nextHopMac;
+      c.serveClusterIPs = config.dpdk.serveClusterIPs;
+      c.exitWhenIdlePolls = config.dpdk.exitWhenIdlePolls;
       return std::unique_ptr<Proxier>(std::make_unique<dataplane::dpdk::DpdkProxier>(std::move(c)));
 #else
       break;

@@ -208,23 +208,23 @@ TEST_F(ConfigTest, ParsesDpdkFlags) {
   ASSERT_TRUE(r.ok()) << r.error().message();
   const Config& c = r->config;
   EXPECT_EQ(c.mode, ProxyMode::kDpdk);
-  EXPECT_EQ(c.dpdkEalArgs, "-l 0,1 --file-prefix capstan");
-  EXPECT_EQ(c.dpdkPort, "net_tap0,iface=cap0");
-  EXPECT_EQ(c.dpdkExceptionPort, "net_tap1");
-  EXPECT_EQ(c.dpdkWorkers, 2u);
-  ASSERT_EQ(c.dpdkNatAddresses.size(), 2u);
-  EXPECT_EQ(c.dpdkNatAddresses[0].toString(), "192.0.2.1");
-  EXPECT_EQ(c.dpdkNatAddresses[1].toString(), "2001:db8::1");
-  ASSERT_TRUE(c.dpdkNextHopMac);
-  EXPECT_EQ(*c.dpdkNextHopMac, (std::array<uint8_t, 6>{2, 0, 0, 0, 0, 0xfe}));
-  EXPECT_TRUE(c.dpdkServeClusterIPs);
-  EXPECT_EQ(c.dpdkExitWhenIdlePolls, 1000u);
+  EXPECT_EQ(c.dpdk.ealArgs, "-l 0,1 --file-prefix capstan");
+  EXPECT_EQ(c.dpdk.port, "net_tap0,iface=cap0");
+  EXPECT_EQ(c.dpdk.exceptionPort, "net_tap1");
+  EXPECT_EQ(c.dpdk.workers, 2u);
+  ASSERT_EQ(c.dpdk.natAddresses.size(), 2u);
+  EXPECT_EQ(c.dpdk.natAddresses[0].toString(), "192.0.2.1");
+  EXPECT_EQ(c.dpdk.natAddresses[1].toString(), "2001:db8::1");
+  ASSERT_TRUE(c.dpdk.nextHopMac);
+  EXPECT_EQ(*c.dpdk.nextHopMac, (std::array<uint8_t, 6>{2, 0, 0, 0, 0, 0xfe}));
+  EXPECT_TRUE(c.dpdk.serveClusterIPs);
+  EXPECT_EQ(c.dpdk.exitWhenIdlePolls, 1000u);
 
   // --dry-run renders the VIP table without a port.
   auto dry = parseArgs({"--proxy-mode=dpdk", "--manifests", "/m", "--dry-run"});
   ASSERT_TRUE(dry.ok()) << dry.error().message();
-  EXPECT_EQ(dry->config.dpdkWorkers, 1u);
-  EXPECT_EQ(dry->config.dpdkExitWhenIdlePolls, 0u);
+  EXPECT_EQ(dry->config.dpdk.workers, 1u);
+  EXPECT_EQ(dry->config.dpdk.exitWhenIdlePolls, 0u);
 }
 
 TEST_F(ConfigTest, RejectsBadDpdkFlagsNamingThem) {
@@ -280,14 +280,14 @@ dpdk:
   ASSERT_TRUE(r.ok()) << r.error().message();
   const Config& c = r->config;
   EXPECT_EQ(c.mode, ProxyMode::kDpdk);
-  EXPECT_EQ(c.dpdkEalArgs, "-l 0,1");
-  EXPECT_EQ(c.dpdkPort, "net_tap0");
-  EXPECT_EQ(c.dpdkExceptionPort, "net_tap1");
-  EXPECT_EQ(c.dpdkWorkers, 3u);
-  ASSERT_EQ(c.dpdkNatAddresses.size(), 1u);
-  EXPECT_TRUE(c.dpdkNextHopMac);
-  EXPECT_TRUE(c.dpdkServeClusterIPs);
-  EXPECT_EQ(c.dpdkExitWhenIdlePolls, 10u);
+  EXPECT_EQ(c.dpdk.ealArgs, "-l 0,1");
+  EXPECT_EQ(c.dpdk.port, "net_tap0");
+  EXPECT_EQ(c.dpdk.exceptionPort, "net_tap1");
+  EXPECT_EQ(c.dpdk.workers, 3u);
+  ASSERT_EQ(c.dpdk.natAddresses.size(), 1u);
+  EXPECT_TRUE(c.dpdk.nextHopMac);
+  EXPECT_TRUE(c.dpdk.serveClusterIPs);
+  EXPECT_EQ(c.dpdk.exitWhenIdlePolls, 10u);
 
   for (const auto& [content, mentions] : std::vector<std::pair<std::string, std::string>>{
            {"manifests: [/m]\ndpdk:\n  workers: 0\n", "dpdk.workers"},
