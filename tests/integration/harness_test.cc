@@ -25,6 +25,7 @@
 
 #include "tests/support/l4_client.h"
 #include "tests/support/netns.h"
+#include "tests/support/text_lines.h"
 
 namespace capstan::support {
 namespace {
@@ -36,13 +37,7 @@ constexpr auto v4 = Family::kIPv4;
 constexpr auto v6 = Family::kIPv6;
 constexpr uint16_t kPort = 8080;
 
-std::vector<std::string> lines(const std::string& text) {
-  std::vector<std::string> out;
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) out.push_back(line);
-  return out;
-}
+using support::lines;
 
 // Namespace names in `ip netns list` of this machine.
 std::set<std::string> namespaceNames() {

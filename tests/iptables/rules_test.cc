@@ -18,6 +18,7 @@
 #include "iptables/chain_names.h"
 #include "iptables/iptables_runner.h"
 #include "tests/support/netns_child.h"
+#include "tests/support/text_lines.h"
 
 namespace capstan::iptables {
 namespace {
@@ -93,13 +94,7 @@ std::shared_ptr<const ProxyState> makeState(const std::vector<Svc>& svcs,
   return std::make_shared<ProxyState>(1, node, all, IngressState{});
 }
 
-std::vector<std::string> lines(const std::string& text) {
-  std::vector<std::string> out;
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) out.push_back(line);
-  return out;
-}
+using support::lines;
 
 bool hasLine(const std::string& text, const std::string& line) {
   auto all = lines(text);
