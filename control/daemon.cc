@@ -242,9 +242,11 @@ class ControlLoop {
   }
 
   // A dataplane may end by itself (dpdk with --dpdk-exit-when-idle, a pcap run): the daemon then
-  // logs what it did and exits 0.
+  // logs what it did and exits 0. Only that one can, so no other mode wakes up for it.
   void armFinishedCheck() {
-    if (!proxier_) return;
+    if (!proxier_ || config_.mode != ProxyMode::kDpdk || config_.dpdk.exitWhenIdlePolls == 0) {
+      return;
+    }
     finishedTimer_.expires_after(200ms);
     finishedTimer_.async_wait([this](const boost::system::error_code& ec) {
       if (ec) return;
