@@ -1,5 +1,5 @@
 // The VIP table both dataplane benchmarks run on (bench/dataplane/packet_core_bench.cc, the
-// packet core alone, and bench/dataplane_dpdk/shell_bench.cc, through DPDK): 100 LoadBalancer
+// packet core alone, and bench/dataplane/dpdk/shell_bench.cc, through DPDK): 100 LoadBalancer
 // VIPs 203.0.113.<v>:80, each with 100 endpoints 10.<v>.0.<e>, built through the model.
 #pragma once
 

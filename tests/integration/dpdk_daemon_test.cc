@@ -23,8 +23,8 @@
 
 #ifdef CAPSTAN_HAVE_DPDK
 #include "tests/dataplane/packet_checks.h"
-#include "tests/dataplane_dpdk/pcap_file.h"
-#include "tests/dataplane_dpdk/test_eal.h"
+#include "tests/dataplane/dpdk/pcap_file.h"
+#include "tests/dataplane/dpdk/test_eal.h"
 #endif
 
 namespace capstan::control {
@@ -123,7 +123,7 @@ class DpdkDaemonTest : public testing::Test {
 
   std::string path(const std::string& rel) const { return root_ + "/" + rel; }
 
-  // The EAL arguments of the tests' EAL (tests/dataplane_dpdk/test_eal.h) with a prefix of this
+  // The EAL arguments of the tests' EAL (tests/dataplane/dpdk/test_eal.h) with a prefix of this
   // test's own.
   std::string ealArgs() {
     std::string args = dataplane::test::testEalArgs();

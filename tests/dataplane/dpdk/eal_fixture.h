@@ -10,7 +10,7 @@
 #include <string>
 #include <system_error>
 
-#include "tests/dataplane_dpdk/test_eal.h"
+#include "tests/dataplane/dpdk/test_eal.h"
 
 namespace capstan::dataplane::test {
 

@@ -17,9 +17,9 @@
 #include "dataplane/dpdk/port.h"
 #include "tests/dataplane/packet_checks.h"
 #include "tests/dataplane/state_builder.h"
-#include "tests/dataplane_dpdk/eal_fixture.h"
-#include "tests/dataplane_dpdk/pcap_file.h"
-#include "tests/dataplane_dpdk/test_eal.h"
+#include "tests/dataplane/dpdk/eal_fixture.h"
+#include "tests/dataplane/dpdk/pcap_file.h"
+#include "tests/dataplane/dpdk/test_eal.h"
 
 namespace capstan::dataplane {
 namespace {
