@@ -2,19 +2,21 @@
 // payload as the anchor they are compared with.
 //
 // The cluster is bench/control/manifest_gen.h's (the Services and EndpointSlices the
-// bench/macro/daemon_load and bench/macro/iptables_sync scripts feed to the daemon), turned into
-// model values here without the control/ decoder: N Services (a third with two ports, every 10th
-// a NodePort, some with session affinity or externalTrafficPolicy Local) of E endpoints each, on
+// bench/macro/daemon_load and bench/macro/iptables_sync scripts feed to the daemon), decoded by
+// the daemon's own decoder (control/decoder.h): N Services (a third with two ports, every 10th a
+// NodePort, some with session affinity or externalTrafficPolicy Local) of E endpoints each, on
 // node-001 as `capstan --hostname-override node-001` sees them. "One endpoint changes" is the
 // generator's next revision of one slice: one endpoint flips its readiness, as a pod's probe
 // would.
 //
-// Used by rules_bench.cc (generation) and apply_bench.cc (iptables-restore in a network
-// namespace). Header-only.
+// Used by rules_bench.cc (generation) and iptables_proxier_bench.cc (iptables-restore in a
+// network namespace). Header-only.
 #pragma once
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <set>
 #include <string>
@@ -22,6 +24,8 @@
 #include <vector>
 
 #include "bench/control/manifest_gen.h"
+#include "control/decoder.h"
+#include "control/document_reader.h"
 #include "iptables/chain_names.h"
 #include "iptables/rules.h"
 #include "model/proxy_state.h"
@@ -30,86 +34,33 @@ namespace capstan::bench {
 
 namespace cluster_detail {
 
-inline const ManifestNode* member(const ManifestNode& node, std::string_view key) {
-  for (const auto& [k, v] : node.members()) {
-    if (k == key) return &v;
+// One generated object through the project's own reader and decoder (control/decoder.h), as the
+// daemon reads it from a file. The generator writes only valid objects: anything else aborts.
+template <typename T>
+std::shared_ptr<const T> decode(const ManifestNode& object) {
+  static const control::ObjectDecoder decoder;
+  std::shared_ptr<const T> out;
+  Status st = control::readJsonDocuments(
+      toJson(object, 0), [&](const control::Value& document, size_t) -> Status {
+        for (control::Decoded& d : decoder.decodeDocument(document)) {
+          if (d.outcome != control::Decoded::Outcome::kOk) return Error(d.message);
+          if (auto* p = std::get_if<std::shared_ptr<const T>>(&d.object)) out = *p;
+        }
+        return okStatus();
+      });
+  if (!st.ok() || !out) {
+    std::fprintf(stderr, "bench_cluster: a generated object does not decode: %s\n",
+                 st.ok() ? "wrong kind" : st.error().message().c_str());
+    std::abort();
   }
-  return nullptr;
-}
-inline std::string text(const ManifestNode& node, std::string_view key) {
-  const ManifestNode* v = member(node, key);
-  return v != nullptr && v->kind() == ManifestNode::Kind::kString ? v->text() : "";
-}
-inline int64_t number(const ManifestNode& node, std::string_view key) {
-  const ManifestNode* v = member(node, key);
-  return v != nullptr && v->kind() == ManifestNode::Kind::kInt ? v->intValue() : 0;
+  return out;
 }
 
-// The fields of a generated Service that change what a proxy programs; the generator only
-// writes valid values, so nothing here is checked.
 inline std::shared_ptr<const Service> toService(const ManifestNode& object) {
-  const ManifestNode& metadata = *member(object, "metadata");
-  const ManifestNode& spec = *member(object, "spec");
-  auto svc = std::make_shared<Service>();
-  svc->name = {text(metadata, "namespace"), text(metadata, "name")};
-  svc->type = text(spec, "type") == "NodePort" ? ServiceType::kNodePort : ServiceType::kClusterIP;
-  for (const ManifestNode& ip : member(spec, "clusterIPs")->items()) {
-    svc->clusterIPs.push_back(*IpAddress::parse(ip.text()));
-  }
-  for (const ManifestNode& p : member(spec, "ports")->items()) {
-    ServicePortSpec port;
-    port.name = text(p, "name");
-    port.protocol = *parseProtocol(text(p, "protocol"));
-    port.port = static_cast<uint16_t>(number(p, "port"));
-    const ManifestNode* target = member(p, "targetPort");
-    if (target->kind() == ManifestNode::Kind::kString) {
-      port.targetPort = target->text();
-    } else {
-      port.targetPort = static_cast<int32_t>(target->intValue());
-    }
-    port.nodePort = static_cast<uint16_t>(number(p, "nodePort"));
-    svc->ports.push_back(std::move(port));
-  }
-  if (text(spec, "sessionAffinity") == "ClientIP") {
-    svc->sessionAffinity = SessionAffinity::kClientIP;
-    svc->affinityTimeoutSeconds = static_cast<uint32_t>(
-        number(*member(*member(spec, "sessionAffinityConfig"), "clientIP"), "timeoutSeconds"));
-  }
-  if (text(spec, "externalTrafficPolicy") == "Local") {
-    svc->externalTrafficPolicy = TrafficPolicy::kLocal;
-  }
-  svc->healthCheckNodePort = static_cast<uint16_t>(number(spec, "healthCheckNodePort"));
-  return svc;
+  return decode<Service>(object);
 }
-
 inline std::shared_ptr<const EndpointSlice> toSlice(const ManifestNode& object) {
-  const ManifestNode& metadata = *member(object, "metadata");
-  auto slice = std::make_shared<EndpointSlice>();
-  slice->name = {text(metadata, "namespace"), text(metadata, "name")};
-  slice->serviceName = text(*member(metadata, "labels"), "kubernetes.io/service-name");
-  for (const ManifestNode& e : member(object, "endpoints")->items()) {
-    EndpointSliceEndpoint ep;
-    for (const ManifestNode& a : member(e, "addresses")->items()) {
-      ep.addresses.push_back(*IpAddress::parse(a.text()));
-    }
-    const ManifestNode& conditions = *member(e, "conditions");
-    ep.conditions.ready = member(conditions, "ready")->boolValue();
-    ep.conditions.serving = member(conditions, "serving")->boolValue();
-    ep.conditions.terminating = member(conditions, "terminating")->boolValue();
-    ep.nodeName = text(e, "nodeName");
-    ep.zone = text(e, "zone");
-    if (const ManifestNode* hints = member(e, "hints")) {
-      for (const ManifestNode& z : member(*hints, "forZones")->items()) {
-        ep.zoneHints.push_back(text(z, "name"));
-      }
-    }
-    slice->endpoints.push_back(std::move(ep));
-  }
-  for (const ManifestNode& p : member(object, "ports")->items()) {
-    slice->ports.push_back({text(p, "name"), *parseProtocol(text(p, "protocol")),
-                            static_cast<uint16_t>(number(p, "port")), ""});
-  }
-  return slice;
+  return decode<EndpointSlice>(object);
 }
 
 }  // namespace cluster_detail
