@@ -172,16 +172,18 @@ class CertificateSet::Builder {
       }
     }
 
+    // OpenSSL 3's decoders say "unsupported" both for a key they cannot read and for no key at
+    // all; a PEM private key block of any kind (RFC 7468 10, 11; "RSA PRIVATE KEY"...) tells them
+    // apart.
+    if (source.privateKeyPem.find("PRIVATE KEY-----") == std::string::npos) {
+      return Error("tls.key: no private key");
+    }
     bio = memoryBio(source.privateKeyPem);
     if (bio == nullptr) return Error("tls.key: " + takeOpensslError("out of memory"));
     certificate->privateKey_.reset(
         PEM_read_bio_PrivateKey(bio.get(), nullptr, refusePassphrase, nullptr));
     if (certificate->privateKey_ == nullptr) {
-      if (atEndOfPem()) {
-        ERR_clear_error();
-        return Error("tls.key: no private key");
-      }
-      return Error("tls.key: " + takeOpensslError());
+      return Error("tls.key: cannot read the private key: " + takeOpensslError());
     }
     if (X509_check_private_key(certificate->leaf(), certificate->privateKey()) != 1) {
       ERR_clear_error();

@@ -104,8 +104,8 @@ class CertificateSet {
   CertificateSet() = default;
 
   std::vector<std::unique_ptr<const Certificate>> certificates_;
-  NameIndex exact_;     // canonical host -> index in certificates_
-  NameIndex wildcard_;  // "example.com" for "*.example.com" -> index in certificates_
+  NameIndex exact_;             // canonical host -> index in certificates_
+  NameIndex wildcard_;          // "example.com" for "*.example.com" -> index in certificates_
   uint32_t fallbackIndex_ = 0;  // the first catch-all, else the default
   uint32_t defaultIndex_ = 0;
 };

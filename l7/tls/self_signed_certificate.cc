@@ -50,8 +50,8 @@ Result<PemCertificate> generateSelfSignedCertificate(std::string_view commonName
   if (RAND_bytes(serial, sizeof(serial)) != 1) return Error("serial: " + takeOpensslError());
   serial[0] &= 0x7f;
   BIGNUM* serialNumber = BN_bin2bn(serial, sizeof(serial), nullptr);
-  const bool serialSet =
-      serialNumber != nullptr && BN_to_ASN1_INTEGER(serialNumber, X509_get_serialNumber(x509.get()));
+  const bool serialSet = serialNumber != nullptr &&
+                         BN_to_ASN1_INTEGER(serialNumber, X509_get_serialNumber(x509.get()));
   BN_free(serialNumber);
 
   X509_NAME* name = X509_get_subject_name(x509.get());

@@ -75,8 +75,8 @@ Result<std::unique_ptr<ServerContext>> ServerContext::create(
   // Idle keep-alive connections give their buffers back (34 KB each otherwise).
   SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS);
 
-  std::unique_ptr<ServerContext> self(new ServerContext(ctx.release(), std::move(certificates),
-                                                        std::move(ticketKeys), std::move(alpnWire)));
+  std::unique_ptr<ServerContext> self(new ServerContext(
+      ctx.release(), std::move(certificates), std::move(ticketKeys), std::move(alpnWire)));
   c = self->nativeHandle();
   if (SSL_CTX_set_ex_data(c, serverContextIndex(), self.get()) != 1) {
     return Error("SSL_CTX_set_ex_data: " + takeOpensslError());

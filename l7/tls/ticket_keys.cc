@@ -63,9 +63,8 @@ int TicketKeys::onTicket(unsigned char* keyName, unsigned char* iv, EVP_CIPHER_C
     }
   }
   OSSL_PARAM params[] = {
-      OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, const_cast<unsigned char*>(
-                                                                key->hmacKey.data()),
-                                        key->hmacKey.size()),
+      OSSL_PARAM_construct_octet_string(
+          OSSL_MAC_PARAM_KEY, const_cast<unsigned char*>(key->hmacKey.data()), key->hmacKey.size()),
       OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, kSha256, 0),
       OSSL_PARAM_construct_end(),
   };
@@ -74,13 +73,11 @@ int TicketKeys::onTicket(unsigned char* keyName, unsigned char* iv, EVP_CIPHER_C
     // AES-256-CBC's IV is one 16-byte block (OpenSSL's buffer holds EVP_MAX_IV_LENGTH).
     if (RAND_bytes(iv, 16) != 1) return -1;
     std::copy(key->name.begin(), key->name.end(), keyName);
-    return EVP_EncryptInit_ex(cipher, EVP_aes_256_cbc(), nullptr, key->aesKey.data(), iv) == 1
-               ? 1
-               : -1;
+    return EVP_EncryptInit_ex(cipher, EVP_aes_256_cbc(), nullptr, key->aesKey.data(), iv) == 1 ? 1
+                                                                                               : -1;
   }
-  return EVP_DecryptInit_ex(cipher, EVP_aes_256_cbc(), nullptr, key->aesKey.data(), iv) == 1
-             ? found
-             : -1;
+  return EVP_DecryptInit_ex(cipher, EVP_aes_256_cbc(), nullptr, key->aesKey.data(), iv) == 1 ? found
+                                                                                             : -1;
 }
 
 }  // namespace capstan::l7::tls

@@ -90,8 +90,7 @@ TEST(AsioServerTest, StreamOverLoopbackHandshakesWithSniAlpnAndCarriesData) {
         clientError = ec;
         return;
       }
-      asio::async_write(client, asio::buffer(std::string_view("ping")), [&](error_code ec,
-                                                                             size_t) {
+      asio::async_write(client, asio::buffer(std::string_view("ping")), [&](error_code ec, size_t) {
         if (ec) {
           clientError = ec;
           return;

@@ -29,12 +29,13 @@ class CertificateSetTest : public ::testing::Test {
     pki_ = new TestPki();
     exact_ = pki_->issue("default/a-tls", {"a.example.com"});
     wildcard_ = pki_->issue("default/wildcard-tls", {"*.example.com"}, KeyKind::kRsa2048);
-    catchAll_ = pki_->issue("default/catch-all-tls", {}, {.commonName = "default/catch-all-tls",
-                                                          .dnsNames = {"catch-all.test"}});
+    catchAll_ =
+        pki_->issue("default/catch-all-tls", {},
+                    {.commonName = "default/catch-all-tls", .dnsNames = {"catch-all.test"}});
     Result<PemCertificate> generated = generateSelfSignedCertificate();
     ASSERT_TRUE(generated.ok()) << generated.error().message();
-    defaultSource_ = {"capstan/default-certificate", {}, generated->certificatePem,
-                      generated->privateKeyPem};
+    defaultSource_ = {
+        "capstan/default-certificate", {}, generated->certificatePem, generated->privateKeyPem};
   }
   static void TearDownTestSuite() { delete pki_; }
 
@@ -99,14 +100,15 @@ TEST_F(CertificateSetTest, MalformedSecretsNameTheirField) {
   CertificateSource noCertificate = {"default/empty-crt", {"e.test"}, "", exact_.privateKeyPem};
   CertificateSource notPem = {"default/garbage-crt", {"g.test"}, "not a PEM", exact_.privateKeyPem};
   CertificateSource noKey = {"default/no-key", {"k.test"}, exact_.certificatePem, ""};
-  CertificateSource crtAsKey = {"default/crt-as-key", {"k.test"}, exact_.certificatePem,
-                                exact_.certificatePem};
-  CertificateSource keyOnly = {"default/key-in-crt", {"c.test"}, exact_.privateKeyPem,
-                               exact_.privateKeyPem};
+  CertificateSource crtAsKey = {
+      "default/crt-as-key", {"k.test"}, exact_.certificatePem, exact_.certificatePem};
+  CertificateSource keyOnly = {
+      "default/key-in-crt", {"c.test"}, exact_.privateKeyPem, exact_.privateKeyPem};
   std::string corrupt = exact_.certificatePem;
   corrupt[corrupt.find('\n') + 10] ^= 0x01;  // one base64 letter in the leaf's body
   CertificateSource badBody = {"default/corrupt", {"b.test"}, corrupt, exact_.privateKeyPem};
-  CertificateSet::Built built = build({noCertificate, notPem, noKey, keyOnly, badBody, crtAsKey, exact_});
+  CertificateSet::Built built =
+      build({noCertificate, notPem, noKey, keyOnly, badBody, crtAsKey, exact_});
   ASSERT_NE(built.set, nullptr);
   ASSERT_EQ(built.errors.size(), 6u);
   EXPECT_EQ(built.errors[0], "Secret default/empty-crt: tls.crt: no certificate");
@@ -135,12 +137,12 @@ TEST_F(CertificateSetTest, KeyTooWeakForTlsIsRefusedAtBuild) {
 }
 
 TEST_F(CertificateSetTest, ExpiredCertificateLoadsWithAWarning) {
-  CertificateSource expired =
-      pki_->issue("default/old-tls", {"old.test"},
-                  {.commonName = "old", .validFromSeconds = -90L * 86400, .validToSeconds = -86400});
-  CertificateSource future = pki_->issue(
-      "default/new-tls", {"new.test"},
-      {.commonName = "new", .validFromSeconds = 86400, .validToSeconds = 2 * 86400});
+  CertificateSource expired = pki_->issue(
+      "default/old-tls", {"old.test"},
+      {.commonName = "old", .validFromSeconds = -90L * 86400, .validToSeconds = -86400});
+  CertificateSource future =
+      pki_->issue("default/new-tls", {"new.test"},
+                  {.commonName = "new", .validFromSeconds = 86400, .validToSeconds = 2 * 86400});
   CertificateSet::Built built = build({expired, future});
   EXPECT_THAT(built.errors, IsEmpty());
   ASSERT_EQ(built.warnings.size(), 2u);
@@ -150,8 +152,8 @@ TEST_F(CertificateSetTest, ExpiredCertificateLoadsWithAWarning) {
 }
 
 TEST_F(CertificateSetTest, ReportsUncoveredHostsDuplicateHostsAndSecondCatchAll) {
-  CertificateSource uncovered = pki_->issue("default/a-too", {}, {.commonName = "a-too",
-                                                                 .dnsNames = {"a.example.com"}});
+  CertificateSource uncovered =
+      pki_->issue("default/a-too", {}, {.commonName = "a-too", .dnsNames = {"a.example.com"}});
   uncovered.hosts = {"a.example.com", "b.other.test", "*.example.com", "a.*.test"};
   CertificateSource secondCatchAll = wildcard_;
   secondCatchAll.hosts = {};
@@ -197,8 +199,8 @@ TEST_F(CertificateSetTest, BadDefaultCertificateFailsTheBuild) {
 TEST(SelfSignedCertificateTest, IsAnEcP256CertificateNamedAsAsked) {
   Result<PemCertificate> generated = generateSelfSignedCertificate();
   ASSERT_TRUE(generated.ok()) << generated.error().message();
-  CertificateSource source{"capstan/default", {}, generated->certificatePem,
-                           generated->privateKeyPem};
+  CertificateSource source{
+      "capstan/default", {}, generated->certificatePem, generated->privateKeyPem};
   Result<CertificateSet::Built> built = CertificateSet::build({}, source, now());
   ASSERT_TRUE(built.ok()) << built.error().message();
   EXPECT_THAT(built->warnings, IsEmpty());

@@ -147,9 +147,9 @@ inline std::string commonNameOf(X509* x509) {
 
 // What a client asks for.
 struct ClientOptions {
-  std::string serverName;          // SNI; empty: none sent
-  std::vector<std::string> alpn;   // offered protocols; empty: no ALPN extension
-  int minVersion = TLS1_VERSION;   // what the client allows
+  std::string serverName;         // SNI; empty: none sent
+  std::vector<std::string> alpn;  // offered protocols; empty: no ALPN extension
+  int minVersion = TLS1_VERSION;  // what the client allows
   int maxVersion = TLS1_3_VERSION;
   SSL_SESSION* session = nullptr;  // to resume
   X509* trustedRoot = nullptr;     // verify the chain and the host name against it; null: no check
@@ -187,7 +187,8 @@ inline SslCtxPtr makeClientContext(const ClientOptions& options) {
   // Lower the client's own security level so that it can offer TLS 1.0/1.1 (OpenSSL 3 refuses
   // them at level 1 and up): the test is that the server refuses.
   SSL_CTX_set_security_level(ctx.get(), 0);
-  if (options.minVersion < TLS1_2_VERSION) SSL_CTX_set_cipher_list(ctx.get(), "DEFAULT:@SECLEVEL=0");
+  if (options.minVersion < TLS1_2_VERSION)
+    SSL_CTX_set_cipher_list(ctx.get(), "DEFAULT:@SECLEVEL=0");
   SSL_CTX_set_min_proto_version(ctx.get(), options.minVersion);
   SSL_CTX_set_max_proto_version(ctx.get(), options.maxVersion);
   // No client cache: freeing a context flushes its cache, which marks the sessions not resumable;
