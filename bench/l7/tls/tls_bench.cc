@@ -214,9 +214,14 @@ class CpuTimeReporter : public benchmark::ConsoleReporter {
   using ConsoleReporter::ConsoleReporter;
   void ReportRuns(const std::vector<Run>& runs) override {
     for (const Run& run : runs) {
-      if (run.run_type == Run::RT_Iteration && !run.error_occurred && run.iterations > 0) {
+      if (run.error_occurred || run.iterations == 0) continue;
+      // One run, or with --benchmark_repetitions the mean (later runs of a name overwrite).
+      if (run.run_type == Run::RT_Iteration) {
         cpuSeconds_[run.run_name.function_name] =
             run.cpu_accumulated_time / static_cast<double>(run.iterations);
+      } else if (run.aggregate_name == "mean") {
+        cpuSeconds_[run.run_name.function_name] =
+            run.GetAdjustedCPUTime() / benchmark::GetTimeUnitMultiplier(run.time_unit);
       }
     }
     ConsoleReporter::ReportRuns(runs);
