@@ -8,7 +8,8 @@
 //
 // Who calls it: an ingress worker, on the bytes read so far from a connection. A head may arrive
 // in pieces; call again with the longer buffer after kIncomplete (the head is parsed from its
-// start each time, like picohttpparser: heads are small and usually arrive whole).
+// start each time, like picohttpparser: heads are small and usually arrive whole). On kIncomplete
+// and kError the fields of `out` are unspecified.
 #pragma once
 
 #include <cstddef>
@@ -21,8 +22,8 @@ namespace capstan::l7::http1 {
 enum class ParseStatus : uint8_t { kIncomplete, kComplete, kError };
 
 // Why a message was refused. For a request, `status` is what the client is answered (400, 413,
-// 414, 431, 501, 505); for a response, the ingress answers 502 whatever it holds. `reason` is a
-// static string for logs and counters ("both Content-Length and Transfer-Encoding").
+// 414, 417, 431, 501, 505); for a response, the ingress answers 502 whatever it holds. `reason` is
+// a static string for logs and counters ("both Content-Length and Transfer-Encoding").
 struct ParseError {
   uint16_t status = 400;
   std::string_view reason;
@@ -64,16 +65,24 @@ struct RequestHead {
   Method method = Method::kGet;
   std::string_view methodText;
   std::string_view target;  // as sent: origin-form "/a/b?q", absolute-form, "*", authority-form
-  std::string_view path;    // the path of the target, without query: what routing looks at
-  std::string_view pathAndQuery;  // what goes upstream ("/" for "*" and an absolute "http://h")
-  uint8_t minorVersion = 1;       // HTTP/1.0 or HTTP/1.1
-  std::vector<Header> headers;    // every field line, in order; reused across requests
-  std::string_view host;          // Host (or the authority of an absolute-form target)
+  // The path of the target, without query: what routing looks at. "/" for "*" and for an
+  // absolute "http://h"; empty for CONNECT's authority-form.
+  std::string_view path;
+  // What goes upstream: the origin-form (for an absolute-form target, its path and query; "/"
+  // for "http://h"); "*" for asterisk-form and for OPTIONS to "http://h" (RFC 9112 3.2.4); the
+  // authority for CONNECT.
+  std::string_view pathAndQuery;
+  uint8_t minorVersion = 1;     // HTTP/1.0 or HTTP/1.1
+  std::vector<Header> headers;  // every field line, in order; reused across requests
+  // Host as sent, port included (or the authority of an absolute-form or authority-form target,
+  // RFC 9112 3.2.2); empty for an HTTP/1.0 request without Host.
+  std::string_view host;
   BodyKind body = BodyKind::kNone;
   uint64_t contentLength = 0;
-  bool keepAlive = true;             // after the version default and Connection close/keep-alive
-  bool expectContinue = false;       // Expect: 100-continue
-  bool upgrade = false;              // Connection names "upgrade" and an Upgrade header is present
+  bool keepAlive = true;        // after the version default and Connection close/keep-alive
+  bool expectContinue = false;  // Expect: 100-continue (ignored in HTTP/1.0, RFC 9110 10.1.1)
+  // Connection names "upgrade" and an Upgrade header is present (HTTP/1.1 only, RFC 9110 7.8).
+  bool upgrade = false;
   std::string_view upgradeProtocol;  // the Upgrade header's value
   size_t headLength = 0;             // bytes of the head, the final empty line included
 
@@ -86,6 +95,8 @@ struct ResponseHead {
   uint8_t minorVersion = 1;
   std::vector<Header> headers;
   BodyKind body = BodyKind::kNone;
+  // The Content-Length value when the response has one and no Transfer-Encoding, also when the
+  // body is kNone (a response to HEAD, a 304); 0 otherwise.
   uint64_t contentLength = 0;
   bool keepAlive = true;  // false too when the framing makes the connection unsafe to reuse
   size_t headLength = 0;
@@ -98,22 +109,29 @@ struct ResponseHead {
 // error). kComplete: out.headLength bytes are the head; the body (if any) follows. kError: `error`
 // says why; answer error.status and close.
 //
-// Refused (RFC 9112, RFC 9110): a malformed request line or version other than 1.0/1.1 (505);
+// Refused (RFC 9112, RFC 9110): a malformed request line (single SPs, a token method, a target of
+// VCHARs without '#'); a version other than 1.0/1.1 (505); a target form the method does not take
+// (origin-form starts with '/'; "*" only for OPTIONS; authority-form "host:port" only, and always,
+// for CONNECT; absolute-form only http:// or https://, with a non-empty host, no userinfo, and a
+// path before any query);
 // whitespace between a field name and the colon; obs-fold; NUL, bare CR or LF in a value; an
 // invalid field name; missing Host in HTTP/1.1, more than one Host, an invalid Host; both
 // Content-Length and Transfer-Encoding; Content-Length that is not digits, overflows, or has
 // differing values (identical repeats "5, 5" are one value); Transfer-Encoding in HTTP/1.0;
 // Transfer-Encoding whose last coding is not chunked, or chunked twice (400), or with a coding
 // other than chunked (501); a request line over maxRequestLine (414); a head over maxHeadBytes or
-// with more than maxHeaders fields (431). Bare LF ends a line (RFC 9112 2.2 allows it); a bare CR
-// anywhere is refused.
+// with more than maxHeaders fields (431); an Expect other than 100-continue (417). Bare LF ends a
+// line (RFC 9112 2.2 allows it); a bare CR anywhere is refused; empty lines before the request
+// line are skipped (RFC 9112 2.2) and counted in headLength.
 ParseStatus parseRequestHead(std::string_view input, const Limits& limits, RequestHead& out,
                              ParseError& error);
 
 // Parses a response head from an upstream. `requestMethod` decides the body of a response to
-// HEAD; a 1xx other than 101 is a complete head with no body, to be relayed and followed by the
-// final response. Both Transfer-Encoding and Content-Length: chunked wins and keepAlive is false
-// (RFC 9112 6.1). Transfer-Encoding without chunked last: kUntilClose.
+// HEAD (and of a 2xx to CONNECT: none); a 1xx other than 101 is a complete head with no body, to
+// be relayed and followed by the final response. Both Transfer-Encoding and Content-Length:
+// chunked wins and keepAlive is false (RFC 9112 6.1). Transfer-Encoding without chunked last:
+// kUntilClose. Fields are checked as in a request; every error has status 502. The status line
+// is bounded by limits.maxRequestLine.
 ParseStatus parseResponseHead(std::string_view input, const Limits& limits, Method requestMethod,
                               ResponseHead& out, ParseError& error);
 
