@@ -4,6 +4,7 @@
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <tuple>
 
 #include "control/document_reader.h"
 #include "control/kube_time.h"
@@ -67,6 +68,16 @@ struct Flags {
   std::string dpdkNextHopMac;
   bool dpdkServeClusterIPs = false;
   std::string dpdkExitWhenIdle;
+  bool ingress = false;
+  std::string ingressHttpAddress;
+  std::string ingressHttpsAddress;
+  std::string ingressWorkers;
+  std::string ingressHeaderTimeout;
+  std::string ingressIdleTimeout;
+  std::string ingressUpstreamConnectTimeout;
+  std::string ingressUpstreamResponseTimeout;
+  uint64_t ingressMaxBodySize = 0;
+  std::string ingressMaxConnections;
   bool version = false;
 };
 
@@ -139,6 +150,31 @@ void defineFlags(CLI::App& app, Flags& f) {
   app.add_option("--dpdk-exit-when-idle", f.dpdkExitWhenIdle,
                  "dpdk mode: exit once the packet loops have received something and then found "
                  "their queues empty this many polls in a row (pcap runs); 0 never (default)");
+  app.add_flag("--ingress", f.ingress,
+               "Serve Ingress resources: an HTTP and TLS reverse proxy beside the proxy mode (or "
+               "alone with --proxy-mode=none)");
+  app.add_option("--ingress-http-address", f.ingressHttpAddress,
+                 "ingress: IP:port of the HTTP listener; empty disables it (default 0.0.0.0:80)");
+  app.add_option("--ingress-https-address", f.ingressHttpsAddress,
+                 "ingress: IP:port of the HTTPS listener; empty disables it (default 0.0.0.0:443)");
+  app.add_option("--ingress-workers", f.ingressWorkers,
+                 "ingress: worker threads, each with its own listeners and connections (default: "
+                 "one per core)");
+  app.add_option("--ingress-header-timeout", f.ingressHeaderTimeout,
+                 "ingress: time for a whole request head to arrive (default 10s)");
+  app.add_option("--ingress-idle-timeout", f.ingressIdleTimeout,
+                 "ingress: keep-alive wait for the next request, and longest pause in a body or "
+                 "an upgraded connection (default 60s)");
+  app.add_option("--ingress-upstream-connect-timeout", f.ingressUpstreamConnectTimeout,
+                 "ingress: time to connect to an endpoint (default 5s)");
+  app.add_option("--ingress-upstream-response-timeout", f.ingressUpstreamResponseTimeout,
+                 "ingress: time for an endpoint to start answering, and longest pause in its "
+                 "answer (default 60s)");
+  app.add_option("--ingress-max-body-size", f.ingressMaxBodySize,
+                 "ingress: largest request body in bytes, larger ones get 413; 0 no limit "
+                 "(default 1073741824)");
+  app.add_option("--ingress-max-connections", f.ingressMaxConnections,
+                 "ingress: client connections at once, all workers; 0 no limit (default 100000)");
   app.add_flag("--version", f.version, "Print the version and exit");
 }
 
@@ -390,6 +426,44 @@ Status applyConfigFile(const std::string& path, Config& config) {
           return Error(where(field) + ": unknown field");
         }
       }
+    } else if (key == "ingress") {
+      // Capstan's own section (capstan.io/v1alpha1): the --ingress-* flags without the prefix.
+      if (v.isNull()) continue;
+      if (!v.isObject()) return Error(where(key) + ": expected a mapping");
+      Config::Ingress& in = config.ingress;
+      for (const auto& [sub, sv] : v.asObject()) {
+        std::string field = key + "." + sub;
+        auto count = [&](uint64_t max) -> Result<uint64_t> {
+          if (sv.type() != Value::Type::kInt || sv.asInt() < 0 ||
+              static_cast<uint64_t>(sv.asInt()) > max) {
+            return Error(where(field) + ": expected a number from 0 to " + std::to_string(max));
+          }
+          return static_cast<uint64_t>(sv.asInt());
+        };
+        if (sub == "enabled") {
+          CAPSTAN_TRY(in.enabled, boolean(sv, field));
+        } else if (sub == "httpAddress") {
+          CAPSTAN_TRY(in.httpAddress, str(sv, field));
+        } else if (sub == "httpsAddress") {
+          CAPSTAN_TRY(in.httpsAddress, str(sv, field));
+        } else if (sub == "workers") {
+          CAPSTAN_TRY(in.workers, count(1024));
+        } else if (sub == "headerTimeout") {
+          CAPSTAN_TRY(in.headerTimeout, duration(sv, field));
+        } else if (sub == "idleTimeout") {
+          CAPSTAN_TRY(in.idleTimeout, duration(sv, field));
+        } else if (sub == "upstreamConnectTimeout") {
+          CAPSTAN_TRY(in.upstreamConnectTimeout, duration(sv, field));
+        } else if (sub == "upstreamResponseTimeout") {
+          CAPSTAN_TRY(in.upstreamResponseTimeout, duration(sv, field));
+        } else if (sub == "maxBodySize") {
+          CAPSTAN_TRY(in.maxBodyBytes, count(UINT64_MAX >> 1));
+        } else if (sub == "maxConnections") {
+          CAPSTAN_TRY(in.maxConnections, count(UINT32_MAX));
+        } else {
+          return Error(where(field) + ": unknown field");
+        }
+      }
     } else if (key == "iptables" || key == "logging") {
       if (v.isNull()) continue;
       if (!v.isObject()) return Error(where(key) + ": expected a mapping");
@@ -458,6 +532,23 @@ Status validate(const Config& c) {
       return Error(
           "--dpdk-nat-address: required with --proxy-mode=dpdk (the node's dataplane address "
           "NATed packets leave from)");
+    }
+  }
+  if (c.ingress.enabled) {
+    for (auto [flag, address] : {std::pair{"--ingress-http-address", &c.ingress.httpAddress},
+                                 std::pair{"--ingress-https-address", &c.ingress.httpsAddress}}) {
+      if (address->empty()) continue;
+      if (auto hp = parseHostPort(*address); !hp.ok()) return hp.error().withContext(flag);
+    }
+    if (c.ingress.httpAddress.empty() && c.ingress.httpsAddress.empty()) {
+      return Error("--ingress-http-address: both listeners are disabled (give one an address)");
+    }
+    for (auto [flag, d] :
+         {std::pair{"--ingress-header-timeout", c.ingress.headerTimeout},
+          std::pair{"--ingress-idle-timeout", c.ingress.idleTimeout},
+          std::pair{"--ingress-upstream-connect-timeout", c.ingress.upstreamConnectTimeout},
+          std::pair{"--ingress-upstream-response-timeout", c.ingress.upstreamResponseTimeout}}) {
+      if (d <= std::chrono::nanoseconds(0)) return Error(std::string(flag) + ": must be positive");
     }
   }
   return okStatus();
@@ -579,6 +670,32 @@ Result<ParsedArgs> parseArgs(const std::vector<std::string>& rawArgs) {
     auto n = parseCount(f.dpdkExitWhenIdle, "--dpdk-exit-when-idle", 0);
     if (!n.ok()) return n.error();
     c.dpdk.exitWhenIdlePolls = *n;
+  }
+  if (given("--ingress")) c.ingress.enabled = f.ingress;
+  if (given("--ingress-http-address")) c.ingress.httpAddress = f.ingressHttpAddress;
+  if (given("--ingress-https-address")) c.ingress.httpsAddress = f.ingressHttpsAddress;
+  if (given("--ingress-workers")) {
+    auto n = parseCount(f.ingressWorkers, "--ingress-workers", 0);
+    if (!n.ok()) return n.error();
+    c.ingress.workers = *n;
+  }
+  for (auto [flag, text, target] :
+       {std::tuple{"--ingress-header-timeout", &f.ingressHeaderTimeout, &c.ingress.headerTimeout},
+        std::tuple{"--ingress-idle-timeout", &f.ingressIdleTimeout, &c.ingress.idleTimeout},
+        std::tuple{"--ingress-upstream-connect-timeout", &f.ingressUpstreamConnectTimeout,
+                   &c.ingress.upstreamConnectTimeout},
+        std::tuple{"--ingress-upstream-response-timeout", &f.ingressUpstreamResponseTimeout,
+                   &c.ingress.upstreamResponseTimeout}}) {
+    if (!given(flag)) continue;
+    auto d = parseDuration(*text, flag);
+    if (!d.ok()) return d.error();
+    *target = *d;
+  }
+  if (given("--ingress-max-body-size")) c.ingress.maxBodyBytes = f.ingressMaxBodySize;
+  if (given("--ingress-max-connections")) {
+    auto n = parseCount(f.ingressMaxConnections, "--ingress-max-connections", 0);
+    if (!n.ok()) return n.error();
+    c.ingress.maxConnections = *n;
   }
   if (Status st = validate(c); !st.ok()) return st.error();
   return out;

@@ -56,6 +56,22 @@ struct Config {
     bool operator==(const Dpdk&) const = default;
   };
   Dpdk dpdk;
+  // The L7 ingress (the file's "ingress" section); a change of any of it needs a restart.
+  struct Ingress {
+    bool enabled = false;                      // --ingress
+    std::string httpAddress = "0.0.0.0:80";    // --ingress-http-address; empty: none
+    std::string httpsAddress = "0.0.0.0:443";  // --ingress-https-address; empty: none
+    uint32_t workers = 0;                      // --ingress-workers; 0: one per core
+    std::chrono::nanoseconds headerTimeout = std::chrono::seconds(10);
+    std::chrono::nanoseconds idleTimeout = std::chrono::seconds(60);
+    std::chrono::nanoseconds upstreamConnectTimeout = std::chrono::seconds(5);
+    std::chrono::nanoseconds upstreamResponseTimeout = std::chrono::seconds(60);
+    uint64_t maxBodyBytes = uint64_t{1} << 30;  // --ingress-max-body-size; 0: no limit
+    uint32_t maxConnections = 100'000;          // --ingress-max-connections; 0: no limit
+
+    bool operator==(const Ingress&) const = default;
+  };
+  Ingress ingress;
 
   bool operator==(const Config&) const = default;
 };

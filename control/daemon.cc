@@ -12,6 +12,7 @@
 
 #include "control/change_tracker.h"
 #include "control/conntrack_table.h"
+#include "control/ingress_controller.h"
 #include "control/logging.h"
 #include "control/manifest/inotify_watcher.h"
 #include "control/manifest/manifest_source.h"
@@ -113,6 +114,15 @@ class ControlLoop {
       return 1;
     }
     proxier_ = std::move(proxier).value();
+    if (config_.ingress.enabled) {
+      auto ingress = IngressController::start(config_);
+      if (!ingress.ok()) {
+        spdlog::error("{}", ingress.error().message());
+        return 1;
+      }
+      ingress_ = std::move(ingress).value();
+      metrics_.addCollector([ingress = ingress_.get()] { return ingress->collect(); });
+    }
     startSyncCompanions();
     if (Status st = startStatusServer(); !st.ok()) {
       spdlog::error("{}", st.error().message());
@@ -391,6 +401,8 @@ class ControlLoop {
     metrics_.syncDuration.Observe(seconds);
     (changes.full ? metrics_.syncFullDuration : metrics_.syncPartialDuration).Observe(seconds);
     scheduler_.syncFinished(end, result.ok());
+    // The ingress follows every new state, whatever the L4 dataplane made of it.
+    if (ingress_) ingress_->synced(commit.state, changes);
     if (result.ok()) {
       auto wallNow = std::chrono::system_clock::now();
       int64_t nowNs = wallNowNs();
@@ -449,6 +461,7 @@ class ControlLoop {
     restartNeeded(next.manifestMaxFileBytes != config_.manifestMaxFileBytes,
                   "--manifest-max-file-size");
     restartNeeded(next.dpdk != config_.dpdk, "a --dpdk-* setting");
+    restartNeeded(next.ingress != config_.ingress, "an --ingress* setting");
     if (next.verbosity != config_.verbosity) setupLogging(next.verbosity);
     scheduler_.setOptions({next.minSyncPeriod, next.syncPeriod});
     health_.setTimeout(2 * next.syncPeriod);
@@ -495,6 +508,7 @@ class ControlLoop {
   ProxyMetrics metrics_;
   StatusServer statusServer_;
   std::unique_ptr<Proxier> proxier_;
+  std::unique_ptr<IngressController> ingress_;
   std::unique_ptr<ConntrackTable> conntrackTable_;
   std::optional<StaleConntrackCleaner> conntrackCleaner_;
   // After health_, whose state its probes read: destroyed (and its thread joined) first.

@@ -161,6 +161,10 @@ std::string ProxyMetrics::render() const {
   auto families = registry_->Collect();
   auto process = ProcessCollector().Collect();
   families.insert(families.end(), process.begin(), process.end());
+  for (const Collector& collect : collectors_) {
+    auto more = collect();
+    families.insert(families.end(), more.begin(), more.end());
+  }
   serializer.Serialize(out, families);
   return out.str();
 }

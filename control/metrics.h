@@ -10,8 +10,10 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace capstan::control {
 
@@ -57,6 +59,15 @@ class ProxyMetrics {
   // The whole exposition, Prometheus text format 0.0.4.
   std::string render() const;
 
+  // Families made at scrape time by a part of the daemon (the ingress counters). Add before the
+  // metrics server starts; `collect` is called on its thread.
+  using Collector = std::function<std::vector<prometheus::MetricFamily>()>;
+  void addCollector(Collector collect) { collectors_.push_back(std::move(collect)); }
+
+ private:
+  std::vector<Collector> collectors_;
+
+ public:
   // Counters move only forwards: sets `counter` to `total` when it is larger.
   static void advanceTo(prometheus::Counter& counter, double total);
 };

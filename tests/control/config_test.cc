@@ -199,6 +199,78 @@ TEST_F(ConfigTest, ConfigFileErrorsNameFileAndField) {
   EXPECT_NE(missing.error().message().find("nope.yaml"), std::string::npos);
 }
 
+TEST_F(ConfigTest, ParsesIngressFlagsAndTheIngressSection) {
+  auto defaults = parseArgs({"--manifests", "/m"});
+  ASSERT_TRUE(defaults.ok());
+  EXPECT_FALSE(defaults->config.ingress.enabled);
+  EXPECT_EQ(defaults->config.ingress.httpAddress, "0.0.0.0:80");
+  EXPECT_EQ(defaults->config.ingress.httpsAddress, "0.0.0.0:443");
+
+  std::string path = writeFile("capstan.yaml", R"(apiVersion: capstan.io/v1alpha1
+kind: CapstanConfiguration
+manifests: [/m]
+ingress:
+  enabled: true
+  httpAddress: "127.0.0.1:8080"
+  httpsAddress: ""
+  workers: 3
+  headerTimeout: 5s
+  idleTimeout: 2m
+  upstreamConnectTimeout: 250ms
+  upstreamResponseTimeout: 30s
+  maxBodySize: 1048576
+  maxConnections: 50
+)");
+  auto r = parseArgs({"--config", path, "--ingress-workers", "4"});
+  ASSERT_TRUE(r.ok()) << r.error().message();
+  const Config::Ingress& in = r->config.ingress;
+  EXPECT_TRUE(in.enabled);
+  EXPECT_EQ(in.httpAddress, "127.0.0.1:8080");
+  EXPECT_EQ(in.httpsAddress, "");
+  EXPECT_EQ(in.workers, 4u);  // the flag wins over the file
+  EXPECT_EQ(in.headerTimeout, std::chrono::seconds(5));
+  EXPECT_EQ(in.idleTimeout, std::chrono::minutes(2));
+  EXPECT_EQ(in.upstreamConnectTimeout, std::chrono::milliseconds(250));
+  EXPECT_EQ(in.upstreamResponseTimeout, std::chrono::seconds(30));
+  EXPECT_EQ(in.maxBodyBytes, 1048576u);
+  EXPECT_EQ(in.maxConnections, 50u);
+
+  auto flags = parseArgs({"--manifests", "/m", "--ingress", "--ingress-http-address", "[::1]:81",
+                          "--ingress-idle-timeout", "90s", "--ingress-max-body-size", "0"});
+  ASSERT_TRUE(flags.ok()) << flags.error().message();
+  EXPECT_TRUE(flags->config.ingress.enabled);
+  EXPECT_EQ(flags->config.ingress.httpAddress, "[::1]:81");
+  EXPECT_EQ(flags->config.ingress.idleTimeout, std::chrono::seconds(90));
+  EXPECT_EQ(flags->config.ingress.maxBodyBytes, 0u);
+}
+
+TEST_F(ConfigTest, RejectsBadIngressSettingsNamingThem) {
+  struct Bad {
+    std::vector<std::string> args;
+    std::string mentions;
+  };
+  for (const Bad& bad : std::vector<Bad>{
+           {{"--ingress-http-address", "nonsense"}, "--ingress-http-address"},
+           {{"--ingress-https-address", "1.2.3.4:99999"}, "--ingress-https-address"},
+           {{"--ingress-http-address", "", "--ingress-https-address", ""}, "both listeners"},
+           {{"--ingress-header-timeout", "0s"}, "--ingress-header-timeout"},
+           {{"--ingress-idle-timeout", "soon"}, "--ingress-idle-timeout"},
+           {{"--ingress-workers", "-1"}, "--ingress-workers"},
+           {{"--ingress-max-connections", "x"}, "--ingress-max-connections"},
+       }) {
+    std::vector<std::string> args = {"--manifests", "/m", "--ingress"};
+    args.insert(args.end(), bad.args.begin(), bad.args.end());
+    auto r = parseArgs(args);
+    ASSERT_FALSE(r.ok()) << bad.mentions;
+    EXPECT_NE(r.error().message().find(bad.mentions), std::string::npos) << r.error().message();
+  }
+  std::string path = writeFile("bad.yaml", "manifests: [/m]\ningress:\n  listen: 80\n");
+  auto r = parseArgs({"--config", path});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message().find("ingress.listen: unknown field"), std::string::npos)
+      << r.error().message();
+}
+
 TEST_F(ConfigTest, ParsesDpdkFlags) {
   auto r = parseArgs(
       {"--proxy-mode=dpdk", "--manifests", "/m", "--dpdk-eal-args", "-l 0,1 --file-prefix capstan",

@@ -33,6 +33,7 @@
 #include "control/document_reader.h"
 #include "control/manifest/manifest_source.h"
 #include "tests/support/child_process.h"
+#include "tests/support/http_peers.h"
 #include "tests/support/loopback_http.h"
 #include "tests/support/prometheus_text.h"
 
@@ -652,6 +653,63 @@ TEST_F(DaemonSmokeTest, BadFlagsExitNonZeroWithAMessage) {
   ASSERT_TRUE(taken.status.has_value()) << "timed out";
   EXPECT_TRUE(WIFEXITED(*taken.status) && WEXITSTATUS(*taken.status) != 0) << *taken.status;
   EXPECT_NE(taken.err.find("--healthz-bind-address"), std::string::npos) << taken.err;
+}
+
+// --ingress with --proxy-mode=none: the standalone L7 load balancer. Routes come from an Ingress
+// in the manifests; an endpoint change is applied without a restart, and a client connection
+// kept alive across it keeps working and reaches the new endpoint.
+TEST_F(DaemonSmokeTest, IngressServesManifestRoutesAndFollowsEndpointsWithoutDroppingConnections) {
+  support::HttpUpstream a("a", "127.0.0.2");
+  support::HttpUpstream b("b", "127.0.0.3", a.port());
+  const std::string port = std::to_string(a.port());
+  auto slice = [&](const std::string& ip) {
+    return "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: web-1\n"
+           "  namespace: default\n  labels:\n    kubernetes.io/service-name: web\n"
+           "addressType: IPv4\nendpoints:\n- addresses: [\"" +
+           ip +
+           "\"]\n"
+           "  conditions: {ready: true}\nports:\n- name: http\n  port: " +
+           port + "\n  protocol: TCP\n";
+  };
+  write("manifests/web.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  namespace: default\nspec:\n"
+        "  clusterIP: 10.96.0.20\n  ports:\n  - name: http\n    port: 80\n    targetPort: " +
+            port + "\n");
+  write("manifests/web-slice.yaml", slice("127.0.0.2"));
+  write("manifests/ingress.yaml",
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: site\n"
+        "  namespace: default\nspec:\n  ingressClassName: capstan\n  rules:\n"
+        "  - host: web.example.com\n    http:\n      paths:\n      - path: /\n"
+        "        pathType: Prefix\n        backend:\n          service:\n"
+        "            name: web\n            port: {number: 80}\n");
+  const uint16_t ingressPort = freePorts(1).at(0);
+  startDaemon({"--ingress", "--ingress-http-address", "127.0.0.1:" + std::to_string(ingressPort),
+               "--ingress-https-address", "", "--ingress-workers", "2"});
+  auto upstreamOf = [](const std::optional<support::HttpClient::Response>& r) {
+    return r ? r->body().substr(0, r->body().find('\n')) : std::string("(none)");
+  };
+  const std::string request = support::getRequest("web.example.com", "/x");
+  ASSERT_TRUE(waitFor([&] {
+    return upstreamOf(support::HttpClient(ingressPort).request(request)) == "upstream: a";
+  }));
+  support::HttpClient kept(ingressPort);
+  ASSERT_EQ(upstreamOf(kept.request(request)), "upstream: a");
+  EXPECT_EQ(support::HttpClient(ingressPort)
+                .request(support::getRequest("other.example.com", "/"))
+                ->result_int(),
+            404);
+
+  write("manifests/web-slice.yaml", slice("127.0.0.3"));
+  ASSERT_TRUE(waitFor([&] {
+    return upstreamOf(support::HttpClient(ingressPort).request(request)) == "upstream: b";
+  }));
+  EXPECT_EQ(upstreamOf(kept.request(request)), "upstream: b");
+
+  auto metrics = httpGet(metricsPort_, "/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_GE(metricValue(metrics->body, "capstan_ingress_requests_total").value_or(0), 4);
+  EXPECT_GE(metricValue(metrics->body, "capstan_ingress_route_table_builds_total").value_or(0), 2);
+  EXPECT_EQ(metricValue(metrics->body, "capstan_ingress_routes").value_or(-1), 1);
 }
 
 }  // namespace

@@ -20,10 +20,11 @@ namespace capstan::support {
 
 // Sends `request` to 127.0.0.1:port and returns everything read until the peer closes, a read
 // waits longer than `timeoutSeconds`, or 64 MiB arrived. Empty if the connection fails.
-inline std::string loopbackExchange(uint16_t port, const std::string& request,
-                                    int timeoutSeconds = 2) {
+// A blocking TCP socket connected to 127.0.0.1:port whose reads and writes give up after
+// `timeoutSeconds`; -1 if the connection fails.
+inline int connectLoopback(uint16_t port, int timeoutSeconds) {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return "";
+  if (fd < 0) return -1;
   timeval tv{timeoutSeconds, 0};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
@@ -33,8 +34,15 @@ inline std::string loopbackExchange(uint16_t port, const std::string& request,
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
     ::close(fd);
-    return "";
+    return -1;
   }
+  return fd;
+}
+
+inline std::string loopbackExchange(uint16_t port, const std::string& request,
+                                    int timeoutSeconds = 2) {
+  int fd = connectLoopback(port, timeoutSeconds);
+  if (fd < 0) return "";
   if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) !=
       static_cast<ssize_t>(request.size())) {
     ::close(fd);

@@ -1,0 +1,202 @@
+#include "control/ingress_controller.h"
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+
+#include "l7/tls/self_signed_certificate.h"
+
+namespace capstan::control {
+
+namespace {
+
+std::chrono::milliseconds millis(std::chrono::nanoseconds d) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(d);
+}
+
+prometheus::MetricFamily family(std::string name, std::string help, prometheus::MetricType type) {
+  return {std::move(name), std::move(help), type, {}};
+}
+
+void addValue(prometheus::MetricFamily& f, double value,
+              std::vector<prometheus::ClientMetric::Label> labels = {}) {
+  prometheus::ClientMetric metric;
+  metric.label = std::move(labels);
+  if (f.type == prometheus::MetricType::Counter) {
+    metric.counter.value = value;
+  } else {
+    metric.gauge.value = value;
+  }
+  f.metric.push_back(std::move(metric));
+}
+
+}  // namespace
+
+l7::IngressOptions ingressOptions(const Config& config) {
+  const Config::Ingress& in = config.ingress;
+  l7::IngressOptions options;
+  options.httpAddress = in.httpAddress;
+  options.httpsAddress = in.httpsAddress;
+  options.workers = in.workers;
+  options.headerTimeout = millis(in.headerTimeout);
+  options.idleTimeout = millis(in.idleTimeout);
+  options.upstreamConnectTimeout = millis(in.upstreamConnectTimeout);
+  options.upstreamResponseTimeout = millis(in.upstreamResponseTimeout);
+  options.maxBodyBytes = in.maxBodyBytes;
+  options.maxConnections = in.maxConnections;
+  return options;
+}
+
+Result<std::unique_ptr<IngressController>> IngressController::start(const Config& config) {
+  // What a TLS client gets when no Ingress covers its server name: a self-signed certificate,
+  // made at start-up, as ingress-nginx's "Kubernetes Ingress Controller Fake Certificate".
+  auto pem = l7::tls::generateSelfSignedCertificate();
+  if (!pem.ok()) return pem.error().withContext("ingress: the default certificate");
+  l7::tls::CertificateSource fallback{
+      "default certificate", {}, pem->certificatePem, pem->privateKeyPem};
+  auto set = l7::tls::CertificateSet::build({}, fallback, std::chrono::system_clock::now());
+  if (!set.ok()) return set.error().withContext("ingress: the default certificate");
+  auto server = l7::IngressServer::start(ingressOptions(config), nullptr, set->set);
+  if (!server.ok()) return server.error().withContext("ingress");
+  spdlog::info("ingress: {} workers, HTTP on {}, HTTPS on {}", (*server)->workers(),
+               config.ingress.httpAddress.empty() ? "(none)" : config.ingress.httpAddress,
+               config.ingress.httpsAddress.empty() ? "(none)" : config.ingress.httpsAddress);
+  return std::unique_ptr<IngressController>(
+      new IngressController(std::move(server).value(), std::move(fallback)));
+}
+
+void IngressController::buildCertificates(const ProxyState& state,
+                                          std::vector<std::string>& problems) {
+  std::vector<l7::tls::CertificateSource> sources;
+  for (const auto& ingress : state.ingress().ingresses) {
+    for (size_t i = 0; i < ingress->tls.size(); ++i) {
+      const IngressTls& entry = ingress->tls[i];
+      // No secretName: its hosts are served with the default certificate.
+      if (entry.secretName.empty()) continue;
+      const NamespacedName name{ingress->name.ns, entry.secretName};
+      const TlsSecret* secret = state.ingress().findSecret(name);
+      if (secret == nullptr) {
+        problems.push_back("Ingress " + ingress->name.toString() + ": spec.tls[" +
+                           std::to_string(i) + "].secretName: no kubernetes.io/tls Secret " +
+                           name.toString() + "; its hosts get the default certificate");
+        continue;
+      }
+      sources.push_back(
+          {name.toString(), entry.hosts, secret->certificatePem, secret->privateKeyPem});
+    }
+  }
+  auto built = l7::tls::CertificateSet::build(sources, defaultCertificate_,
+                                              std::chrono::system_clock::now());
+  if (!built.ok()) {
+    problems.push_back("certificates: " + built.error().message());
+    return;
+  }
+  for (const std::string& error : built->errors) problems.push_back(error);
+  for (const std::string& warning : built->warnings) problems.push_back(warning);
+  certificates_ = built->set->certificateCount();
+  server_->publishCertificates(built->set);
+}
+
+void IngressController::synced(const std::shared_ptr<const ProxyState>& state,
+                               const ChangeSet& changes) {
+  // Routes name service ports; any port change may change a backend's endpoints. A build at
+  // 100,000 routes takes ~65 ms (bench/l7/route_table_bench), so rebuilding on every change is
+  // cheap beside the sync that caused it.
+  if (!changes.full && !changes.ingressChanged && changes.changed.empty() &&
+      changes.removed.empty()) {
+    return;
+  }
+  auto start = std::chrono::steady_clock::now();
+  std::shared_ptr<const l7::RouteTable> table = l7::RouteTable::build(*state);
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  server_->publish(table);
+  std::vector<std::string> problems = table->warnings();
+  if (changes.full || changes.ingressChanged) buildCertificates(*state, problems);
+  routes_ = table->routes().size();
+  backends_ = table->backends().size();
+  warnings_ = problems.size();
+  builds_.fetch_add(1);
+  lastBuildSeconds_ = seconds;
+  if (problems != lastWarnings_) {
+    for (const std::string& problem : problems) spdlog::warn("ingress: {}", problem);
+    lastWarnings_ = std::move(problems);
+  }
+  spdlog::debug("ingress: generation {}: {} routes, {} backends, built in {:.3f} ms",
+                state->generation(), table->routes().size(), table->backends().size(),
+                seconds * 1e3);
+}
+
+std::vector<prometheus::MetricFamily> IngressController::collect() const {
+  using prometheus::MetricType;
+  const l7::IngressCounters c = server_->counters();
+  std::vector<prometheus::MetricFamily> out;
+  auto counter = [&](const char* name, const char* help, double value) {
+    out.push_back(family(name, help, MetricType::Counter));
+    addValue(out.back(), value);
+  };
+  auto gauge = [&](const char* name, const char* help, double value) {
+    out.push_back(family(name, help, MetricType::Gauge));
+    addValue(out.back(), value);
+  };
+  auto d = [](uint64_t v) { return static_cast<double>(v); };
+  counter("capstan_ingress_connections_total", "Client connections accepted",
+          d(c.connectionsAccepted));
+  counter("capstan_ingress_connections_refused_total",
+          "Client connections closed at once: --ingress-max-connections reached",
+          d(c.connectionsRefused));
+  gauge("capstan_ingress_connections_active", "Client connections open", d(c.connectionsActive));
+  counter("capstan_ingress_requests_total", "Requests whose head was read", d(c.requests));
+  out.push_back(family("capstan_ingress_responses_total",
+                       "Responses sent to clients, by status class", MetricType::Counter));
+  for (int k = 1; k <= 5; ++k) {
+    addValue(out.back(), d(c.responses[k]), {{"code", std::to_string(k) + "xx"}});
+  }
+  counter("capstan_ingress_bad_requests_total",
+          "Requests refused by the HTTP parser (malformed, smuggling attempts, limits)",
+          d(c.badRequests));
+  out.push_back(family("capstan_ingress_timeouts_total", "Waits cut off by a timeout, by kind",
+                       MetricType::Counter));
+  addValue(out.back(), d(c.headerTimeouts), {{"kind", "header"}});
+  addValue(out.back(), d(c.idleTimeouts), {{"kind", "idle"}});
+  addValue(out.back(), d(c.upstreamConnectTimeouts), {{"kind", "upstream_connect"}});
+  addValue(out.back(), d(c.upstreamResponseTimeouts), {{"kind", "upstream_response"}});
+  counter("capstan_ingress_body_too_large_total", "Requests refused with 413", d(c.bodyTooLarge));
+  counter("capstan_ingress_no_route_total", "Requests no rule matched (404)", d(c.noRoute));
+  counter("capstan_ingress_no_endpoints_total",
+          "Requests to a backend without ready endpoints (503)", d(c.noEndpoints));
+  counter("capstan_ingress_upstream_connects_total", "Connections opened to endpoints",
+          d(c.upstreamConnects));
+  counter("capstan_ingress_upstream_reused_total",
+          "Requests sent on a pooled keep-alive connection", d(c.upstreamReused));
+  counter("capstan_ingress_upstream_connect_failures_total", "Connects to endpoints that failed",
+          d(c.upstreamConnectFailures));
+  counter("capstan_ingress_upstream_bad_responses_total",
+          "Endpoint answers that were malformed or cut short (502)", d(c.upstreamBadResponses));
+  counter("capstan_ingress_upstream_retries_total",
+          "Requests sent again: on another endpoint after a failed connect, or on a new "
+          "connection after a pooled one turned out closed",
+          d(c.upstreamRetries));
+  counter("capstan_ingress_upgrades_total", "Upgraded (WebSocket) connections tunnelled",
+          d(c.upgrades));
+  counter("capstan_ingress_endpoint_ejections_total",
+          "Endpoints ejected by passive health checking (per worker)", d(c.ejections));
+  gauge("capstan_ingress_routes", "Routes in the current route table", d(routes_.load()));
+  gauge("capstan_ingress_backends", "Service ports the routes name", d(backends_.load()));
+  gauge("capstan_ingress_route_warnings",
+        "Ingress rules and TLS Secrets that could not be used as written (see the log)",
+        d(warnings_.load()));
+  gauge("capstan_ingress_certificates", "TLS certificates loaded, the default one included",
+        d(certificates_.load()));
+  counter("capstan_ingress_tls_handshakes_total", "TLS handshakes completed", d(c.tlsHandshakes));
+  counter("capstan_ingress_tls_handshake_failures_total", "TLS handshakes that failed or timed out",
+          d(c.tlsHandshakeFailures));
+  counter("capstan_ingress_tls_resumed_total", "TLS handshakes that resumed a session (ticket)",
+          d(c.tlsResumed));
+  counter("capstan_ingress_route_table_builds_total", "Route tables built and published",
+          d(builds_.load()));
+  gauge("capstan_ingress_route_table_build_seconds", "Time the last route table build took",
+        lastBuildSeconds_.load());
+  return out;
+}
+
+}  // namespace capstan::control

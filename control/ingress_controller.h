@@ -1,0 +1,58 @@
+// IngressController: the daemon's side of the L7 ingress (--ingress). Owns the IngressServer
+// (l7/ingress_server.h), rebuilds the route table from each new ProxyState whose ingress part or
+// endpoints changed, publishes it to the workers, and reports the ingress counters on /metrics.
+//
+// Called from the control thread, except collect() (the metrics server's thread).
+#pragma once
+
+#include <prometheus/metric_family.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "control/config.h"
+#include "l7/ingress_server.h"
+#include "l7/tls/certificate_set.h"
+#include "model/proxy_state.h"
+#include "model/result.h"
+
+namespace capstan::control {
+
+class IngressController {
+ public:
+  // Starts the listeners and workers from config.ingress. Errors name the flag.
+  static Result<std::unique_ptr<IngressController>> start(const Config& config);
+
+  // After each sync: a new route table when routes or endpoints changed (or on a full sync).
+  void synced(const std::shared_ptr<const ProxyState>& state, const ChangeSet& changes);
+
+  // capstan_ingress_* families. Thread-safe.
+  std::vector<prometheus::MetricFamily> collect() const;
+
+  l7::IngressServer& server() { return *server_; }
+
+ private:
+  IngressController(std::unique_ptr<l7::IngressServer> server,
+                    l7::tls::CertificateSource defaultCertificate)
+      : server_(std::move(server)), defaultCertificate_(std::move(defaultCertificate)) {}
+
+  // The certificates of the Ingresses' spec.tls, when the ingress part changed.
+  void buildCertificates(const ProxyState& state, std::vector<std::string>& problems);
+
+  std::unique_ptr<l7::IngressServer> server_;
+  l7::tls::CertificateSource defaultCertificate_;
+  std::vector<std::string> lastWarnings_;
+  std::atomic<uint64_t> routes_{0};
+  std::atomic<uint64_t> backends_{0};
+  std::atomic<uint64_t> warnings_{0};
+  std::atomic<uint64_t> certificates_{0};
+  std::atomic<uint64_t> builds_{0};
+  std::atomic<double> lastBuildSeconds_{0};
+};
+
+// The ingress options a Config gives (l7::IngressOptions).
+l7::IngressOptions ingressOptions(const Config& config);
+
+}  // namespace capstan::control

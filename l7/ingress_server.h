@@ -1,0 +1,118 @@
+// IngressServer: the ingress's request path. N worker threads, each with its own io_context and
+// its own SO_REUSEPORT listeners (the kernel spreads connections over them), its own upstream
+// connection pools, balancer and counters: nothing is shared between workers on the request
+// path.
+//
+// Who calls it: the control thread starts it, publishes a new RouteTable after every sync that
+// changes routes or endpoints (publish() posts the table to every worker; a worker uses it from
+// its next request on, requests in progress finish on the table they started with — no reload,
+// no dropped connection), and reads counters() for /metrics.
+#pragma once
+
+#include <atomic>
+#include <boost/asio/ip/tcp.hpp>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "l7/balancer.h"
+#include "l7/http1/message.h"
+#include "l7/route_table.h"
+#include "l7/tls/certificate_set.h"
+#include "l7/tls/ticket_keys.h"
+#include "model/result.h"
+
+namespace capstan::l7 {
+
+struct IngressOptions {
+  std::string httpAddress = "0.0.0.0:80";    // "host:port"; empty: no HTTP listener
+  std::string httpsAddress = "0.0.0.0:443";  // "host:port"; empty: no HTTPS listener
+  unsigned workers = 0;                      // 0: one per core
+  http1::Limits limits;
+  // A request head must arrive whole within headerTimeout of its first byte (slowloris).
+  std::chrono::milliseconds headerTimeout{10'000};
+  // A keep-alive connection may wait this long for its next request; and a body (either way)
+  // may make no progress for this long.
+  std::chrono::milliseconds idleTimeout{60'000};
+  std::chrono::milliseconds upstreamConnectTimeout{5'000};
+  // From the request sent to the response head, and between reads of the response body.
+  std::chrono::milliseconds upstreamResponseTimeout{60'000};
+  uint64_t maxBodyBytes = uint64_t{1} << 30;  // a larger request body: 413; 0: no limit
+  uint32_t maxConnections = 100'000;          // client connections, all workers; 0: no limit
+  uint32_t maxIdleUpstreamPerEndpoint = 64;   // per worker
+  std::chrono::milliseconds upstreamIdleTimeout{30'000};  // pooled connections closed after
+  HealthOptions health;
+};
+
+// Counters summed over the workers. Monotonic except connectionsActive.
+struct IngressCounters {
+  uint64_t connectionsAccepted = 0;
+  uint64_t connectionsRefused = 0;  // over maxConnections
+  uint64_t connectionsActive = 0;
+  uint64_t requests = 0;
+  uint64_t responses[6] = {};  // by class: [1] 1xx ... [5] 5xx
+  uint64_t badRequests = 0;    // refused by the parser (4xx/5xx and close)
+  uint64_t headerTimeouts = 0;
+  uint64_t idleTimeouts = 0;
+  uint64_t bodyTooLarge = 0;
+  uint64_t noRoute = 0;      // 404
+  uint64_t noEndpoints = 0;  // 503
+  uint64_t upstreamConnects = 0;
+  uint64_t upstreamReused = 0;  // requests sent on a pooled connection
+  uint64_t upstreamConnectFailures = 0;
+  uint64_t upstreamConnectTimeouts = 0;
+  uint64_t upstreamResponseTimeouts = 0;
+  uint64_t upstreamBadResponses = 0;
+  uint64_t upstreamRetries = 0;
+  uint64_t upgrades = 0;  // tunnelled (WebSocket) connections
+  uint64_t ejections = 0;
+  uint64_t tableSwaps = 0;  // route tables adopted, summed over workers
+  uint64_t tlsHandshakes = 0;
+  uint64_t tlsHandshakeFailures = 0;  // failed or timed out (headerTimeout)
+  uint64_t tlsResumed = 0;            // handshakes that resumed a session from a ticket
+};
+
+class IngressServer {
+ public:
+  // Binds every worker's listeners and starts the workers. Errors name the address. With an
+  // HTTPS listener, `certificates` is what handshakes choose from (null: a self-signed default
+  // certificate alone, until publishCertificates()).
+  static Result<std::unique_ptr<IngressServer>> start(
+      IngressOptions options, std::shared_ptr<const RouteTable> table,
+      std::shared_ptr<const tls::CertificateSet> certificates = nullptr);
+  ~IngressServer();  // stops the workers and closes every connection
+
+  IngressServer(const IngressServer&) = delete;
+  IngressServer& operator=(const IngressServer&) = delete;
+
+  // Hands `table` to every worker. Thread-safe; returns at once.
+  void publish(std::shared_ptr<const RouteTable> table);
+  // Hands `certificates` to every worker's TLS context: new handshakes use them, connections
+  // already established keep theirs. Thread-safe. No-op without an HTTPS listener.
+  void publishCertificates(std::shared_ptr<const tls::CertificateSet> certificates);
+
+  IngressCounters counters() const;
+  // The bound HTTP address (the port chosen when the option said port 0).
+  boost::asio::ip::tcp::endpoint httpEndpoint() const;
+  boost::asio::ip::tcp::endpoint httpsEndpoint() const;
+  unsigned workers() const;
+
+  class Worker;
+
+ private:
+  IngressServer() = default;
+  std::unique_ptr<IngressOptions> options_;      // workers keep a reference
+  std::atomic<uint32_t> connections_{0};         // client connections open, all workers
+  std::shared_ptr<tls::TicketKeys> ticketKeys_;  // shared by every worker's TLS context
+  std::vector<std::unique_ptr<Worker>> workers_;
+  boost::asio::ip::tcp::endpoint httpEndpoint_;
+  boost::asio::ip::tcp::endpoint httpsEndpoint_;
+};
+
+// "host:port" (IPv6 as "[::]:80") to an endpoint; the error names `what`.
+Result<boost::asio::ip::tcp::endpoint> parseListenAddress(const std::string& text,
+                                                          const std::string& what);
+
+}  // namespace capstan::l7
