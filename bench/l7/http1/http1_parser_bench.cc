@@ -202,9 +202,8 @@ int main(int argc, char** argv) {
   RecordingReporter reporter(color);
   benchmark::RunSpecifiedBenchmarks(&reporter);
   std::printf(
-      "\nSame run, same bytes. Capstan parses into a reused RequestHead; Beast constructs a "
-      "parser\n"
-      "(empty_body) per message and stores its fields. Ratios of CPU time per head:\n");
+      "\nSame run, same bytes. Capstan parses into a reused RequestHead; Beast constructs a\n"
+      "parser (empty_body) per message and stores its fields. Ratios of CPU time per head:\n");
   for (const char* c : {"browser_get", "curl_get", "post_content_length"}) {
     printRatio(reporter, c, std::string("BM_CapstanParseRequest/") + c,
                std::string("BM_BeastParseRequest/") + c);
