@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "bench/control/manifest_gen.h"
+#include "bench/support/recording_reporter.h"
 #include "control/change_tracker.h"
 #include "control/decoder.h"
 #include "control/document_reader.h"
@@ -453,40 +454,7 @@ BENCHMARK(BM_FullCommitUnchanged)->Arg(kServices)->Unit(benchmark::kMillisecond)
 
 // --- Ratios -----------------------------------------------------------------------------------
 
-// Prints as the console reporter does and keeps each benchmark's mean seconds per iteration,
-// wall and CPU.
-class RecordingReporter : public benchmark::ConsoleReporter {
- public:
-  explicit RecordingReporter(bool color) : ConsoleReporter(color ? OO_Defaults : OO_Tabular) {}
-
-  void ReportRuns(const std::vector<Run>& runs) override {
-    for (const Run& run : runs) {
-      if (run.run_type != Run::RT_Iteration || run.error_occurred || run.iterations == 0) continue;
-      Times& t = times_[run.run_name.function_name];
-      auto n = static_cast<double>(run.iterations);
-      t.real += run.real_accumulated_time / n;
-      t.cpu += run.cpu_accumulated_time / n;
-      ++t.runs;
-    }
-    ConsoleReporter::ReportRuns(runs);
-  }
-
-  struct Times {
-    double real = 0;
-    double cpu = 0;
-    int runs = 0;
-  };
-  // Mean seconds per iteration of `name` (without "/arg"); runs == 0 if it did not run.
-  Times times(const std::string& name) const {
-    auto it = times_.find(name);
-    if (it == times_.end()) return {};
-    const Times& t = it->second;
-    return {t.real / t.runs, t.cpu / t.runs, t.runs};
-  }
-
- private:
-  std::map<std::string, Times> times_;
-};
+using bench::RecordingReporter;
 
 // Ratios on CPU time: every benchmark here is single-threaded, and on a shared machine CPU time
 // does not count the waits for a core that inflate wall time unevenly over the run.
@@ -510,12 +478,7 @@ void printGoal(const RecordingReporter& r, const char* what, const char* name, d
 
 int main(int argc, char** argv) {
   using namespace capstan::control;
-  // As the default reporter does: colour on a terminal unless --benchmark_color=false.
-  bool color = ::isatty(STDOUT_FILENO) != 0;
-  for (int i = 1; i < argc; ++i) {
-    std::string_view arg = argv[i];
-    if (arg == "--benchmark_color=false" || arg == "--benchmark_color=no") color = false;
-  }
+  const bool color = capstan::bench::consoleColor(argc, argv);
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   RecordingReporter reporter(color);

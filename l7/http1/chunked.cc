@@ -3,16 +3,10 @@
 #include <algorithm>
 #include <charconv>
 
-#include "l7/http1/chars.h"
+#include "l7/http1/grammar.h"
 
 namespace capstan::l7::http1 {
 namespace {
-
-ParseStatus fail(ParseError& error, uint16_t status, std::string_view reason) {
-  error.status = status;
-  error.reason = reason;
-  return ParseStatus::kError;
-}
 
 int hexValue(char c) {
   if (c >= '0' && c <= '9') return c - '0';

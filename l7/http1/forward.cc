@@ -2,7 +2,7 @@
 
 #include <charconv>
 
-#include "l7/http1/chars.h"
+#include "l7/http1/grammar.h"
 
 namespace capstan::l7::http1 {
 namespace {
@@ -137,13 +137,20 @@ void appendUpstreamRequestHead(const RequestHead& request, const RequestForwardi
   appendField("Host", request.host, out);
 
   const bool checkConnection = connectionNamesOtherFields(request.headers);
-  bool hasRequestId = false;
+  std::string_view requestId = forwarding.requestId;
+  bool clientRequestId = false;
   bool hasForwardedFor = false;
   for (const Header& h : request.headers) {
     const FieldRole role = roleOf(h.name);
     if (role != FieldRole::kCopy && role != FieldRole::kRequestId) continue;
     if (checkConnection && namedByConnection(h.name, request.headers)) continue;
-    hasRequestId |= role == FieldRole::kRequestId;
+    if (role == FieldRole::kRequestId) {
+      // The client's first X-Request-Id, written with the ingress's own fields below, so that
+      // the head is the same whichever of the two supplied it.
+      if (!clientRequestId) requestId = h.value;
+      clientRequestId = true;
+      continue;
+    }
     appendField(h.name, h.value, out);
   }
   // X-Forwarded-For: every value the client sent, in order, then the client's own address.
@@ -162,9 +169,7 @@ void appendUpstreamRequestHead(const RequestHead& request, const RequestForwardi
   if (hasForwardedFor) out.append("\r\n");
   if (!forwarding.proto.empty()) appendField("X-Forwarded-Proto", forwarding.proto, out);
   if (!request.host.empty()) appendField("X-Forwarded-Host", request.host, out);
-  if (!hasRequestId && !forwarding.requestId.empty()) {
-    appendField("X-Request-Id", forwarding.requestId, out);
-  }
+  if (clientRequestId || !requestId.empty()) appendField("X-Request-Id", requestId, out);
   // The framing is the ingress's own (RFC 9112 6.1: Transfer-Encoding is hop-by-hop): the
   // upstream sees exactly one of Content-Length or chunked, never both.
   if (request.body == BodyKind::kContentLength) {

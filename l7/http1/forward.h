@@ -27,7 +27,7 @@ struct RequestForwarding {
 // Connection option names) and Expect (the ingress answers 100-continue itself), then
 // X-Forwarded-For (the client's values joined by ", ", then clientAddress), X-Forwarded-Proto
 // and X-Forwarded-Host (replacing the client's; each left out when empty), X-Request-Id (the
-// client's kept in place, else requestId when not empty); framing: "Content-Length: N" for
+// client's first, else requestId when not empty); framing: "Content-Length: N" for
 // kContentLength, "Transfer-Encoding: chunked" for kChunked (the body is re-chunked), nothing
 // for kNone; for an upgrade, "Connection: upgrade" and the Upgrade field. Example, for
 // "GET /a HTTP/1.1\r\nHost: h\r\nAccept: text/html\r\n\r\n" from 10.0.0.1 over http:

@@ -4,7 +4,7 @@
 #include <array>
 #include <cstring>
 
-#include "l7/http1/chars.h"
+#include "l7/http1/grammar.h"
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -12,12 +12,6 @@
 
 namespace capstan::l7::http1 {
 namespace {
-
-ParseStatus fail(ParseError& error, uint16_t status, std::string_view reason) {
-  error.status = status;
-  error.reason = reason;
-  return ParseStatus::kError;
-}
 
 // The first byte at or after `p` that may not appear in a field value (RFC 9110 5.5: field-vchar,
 // SP and HTAB; obs-text is kept). The values are most of a head's bytes, so 16 at a time.

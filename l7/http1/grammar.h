@@ -7,7 +7,16 @@
 #include <cstdint>
 #include <string_view>
 
+#include "l7/http1/message.h"
+
 namespace capstan::l7::http1 {
+
+// Records why input is refused; returns kError, for `return fail(error, 400, "...")`.
+inline ParseStatus fail(ParseError& error, uint16_t status, std::string_view reason) {
+  error.status = status;
+  error.reason = reason;
+  return ParseStatus::kError;
+}
 
 namespace chars_internal {
 
