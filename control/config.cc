@@ -433,12 +433,14 @@ Status applyConfigFile(const std::string& path, Config& config) {
       Config::Ingress& in = config.ingress;
       for (const auto& [sub, sv] : v.asObject()) {
         std::string field = key + "." + sub;
+        // (Not capturing the structured binding: clang 14, the fuzz preset's, does not allow it.)
+        const Value& value = sv;
         auto count = [&](uint64_t max) -> Result<uint64_t> {
-          if (sv.type() != Value::Type::kInt || sv.asInt() < 0 ||
-              static_cast<uint64_t>(sv.asInt()) > max) {
+          if (value.type() != Value::Type::kInt || value.asInt() < 0 ||
+              static_cast<uint64_t>(value.asInt()) > max) {
             return Error(where(field) + ": expected a number from 0 to " + std::to_string(max));
           }
-          return static_cast<uint64_t>(sv.asInt());
+          return static_cast<uint64_t>(value.asInt());
         };
         if (sub == "enabled") {
           CAPSTAN_TRY(in.enabled, boolean(sv, field));

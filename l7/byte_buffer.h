@@ -22,6 +22,14 @@ class ByteBuffer {
     if (begin_ == end_) begin_ = end_ = 0;
   }
   void clear() { begin_ = end_ = 0; }
+  // Gives the memory back while the buffer is empty (an idle keep-alive connection needs none).
+  void release() {
+    if (begin_ == end_) {
+      storage_.reset();
+      capacity_ = begin_ = end_ = 0;
+    }
+  }
+  size_t capacity() const { return capacity_; }
 
   // Room for at least `min` more bytes after data(); what a read fills before commit().
   char* prepare(size_t min, size_t& room) {

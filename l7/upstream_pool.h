@@ -29,8 +29,12 @@ class UpstreamPool {
  public:
   explicit UpstreamPool(uint32_t maxIdlePerEndpoint) : maxIdle_(maxIdlePerEndpoint) {}
 
-  // An idle connection to `endpoint` that the upstream has not closed, or null.
-  std::unique_ptr<UpstreamConnection> take(const RouteEndpoint& endpoint);
+  static constexpr std::chrono::milliseconds kTrustedIdle{1000};
+
+  // An idle connection to `endpoint` that the upstream has not closed (checked when it has been
+  // idle for kTrustedIdle or more), or null.
+  std::unique_ptr<UpstreamConnection> take(const RouteEndpoint& endpoint,
+                                           std::chrono::steady_clock::time_point now);
   // Keeps a connection whose last response ended cleanly; beyond the limit the oldest goes.
   void put(std::unique_ptr<UpstreamConnection> connection,
            std::chrono::steady_clock::time_point now);
