@@ -325,7 +325,12 @@ class ControlLoop {
       armSyncTimer();
       return;
     }
-    if (!kube_->synced() || !tracker_.hasPendingChanges()) return;
+    if (kube_->synced()) queueSyncIfChanged();
+  }
+
+  // Changes are waiting in the tracker: the health clock starts and a sync is asked for.
+  void queueSyncIfChanged() {
+    if (!tracker_.hasPendingChanges()) return;
     auto now = std::chrono::system_clock::now();
     health_.queuedUpdate(now);
     metrics_.syncLastQueuedTimestamp.Set(
@@ -434,14 +439,7 @@ class ControlLoop {
     }
     for (const ObjectEvent& event : reload.events) tracker_.apply(event);
     updateChangeMetrics();
-    if (tracker_.hasPendingChanges()) {
-      auto now = std::chrono::system_clock::now();
-      health_.queuedUpdate(now);
-      metrics_.syncLastQueuedTimestamp.Set(
-          std::chrono::duration<double>(now.time_since_epoch()).count());
-      scheduler_.requestSync();
-      armSyncTimer();
-    }
+    queueSyncIfChanged();
   }
 
   void updateChangeMetrics() {

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "control/base64.h"
 #include "control/document_reader.h"
 
 namespace capstan::control::kube {
@@ -147,44 +148,6 @@ class FieldReader {
   } while (0)
 
 }  // namespace
-
-std::optional<std::string> decodeBase64(std::string_view text) {
-  auto sextet = [](char c) -> int {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-  };
-  std::string out;
-  out.reserve(text.size() * 3 / 4);
-  uint32_t acc = 0;
-  int bits = 0;
-  size_t padding = 0;
-  size_t symbols = 0;
-  for (char c : text) {
-    // Kubeconfigs written by hand or by tools wrap long values.
-    if (c == '\n' || c == '\r' || c == ' ' || c == '\t') continue;
-    if (c == '=') {
-      ++padding;
-      ++symbols;
-      continue;
-    }
-    if (padding > 0) return std::nullopt;  // data after padding
-    int v = sextet(c);
-    if (v < 0) return std::nullopt;
-    ++symbols;
-    acc = (acc << 6) | static_cast<uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out += static_cast<char>((acc >> bits) & 0xff);
-    }
-  }
-  if (padding > 2 || (padding > 0 && symbols % 4 != 0) || symbols % 4 == 1) return std::nullopt;
-  return out;
-}
 
 Result<ClusterConfig> inClusterConfig(
     const std::function<std::optional<std::string>(std::string_view)>& getenv,

@@ -86,7 +86,4 @@ class BearerToken {
   std::optional<Clock::time_point> readAt_;
 };
 
-// RFC 4648 base64 (kubeconfig's *-data fields); nullopt on malformed input.
-std::optional<std::string> decodeBase64(std::string_view text);
-
 }  // namespace capstan::control::kube

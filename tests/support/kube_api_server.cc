@@ -18,6 +18,7 @@
 
 #include "control/document_reader.h"
 #include "control/json_text.h"
+#include "tests/support/value_json.h"
 
 namespace capstan::support {
 
@@ -53,53 +54,6 @@ const ResourceInfo* byResource(std::string_view resource) {
     if (r.resource == resource) return &r;
   }
   return nullptr;
-}
-
-void writeJson(const Value& v, std::string& out) {
-  switch (v.type()) {
-    case Value::Type::kNull:
-      out += "null";
-      break;
-    case Value::Type::kBool:
-      out += v.asBool() ? "true" : "false";
-      break;
-    case Value::Type::kInt:
-      out += std::to_string(v.asInt());
-      break;
-    case Value::Type::kFloat: {
-      char buf[32];
-      std::snprintf(buf, sizeof(buf), "%.17g", v.asFloat());
-      out += buf;
-      break;
-    }
-    case Value::Type::kString:
-      control::appendJsonString(out, v.asString());
-      break;
-    case Value::Type::kArray: {
-      out += '[';
-      bool first = true;
-      for (const Value& item : v.asArray()) {
-        if (!first) out += ',';
-        first = false;
-        writeJson(item, out);
-      }
-      out += ']';
-      break;
-    }
-    case Value::Type::kObject: {
-      out += '{';
-      bool first = true;
-      for (const auto& [key, item] : v.asObject()) {
-        if (!first) out += ',';
-        first = false;
-        control::appendJsonString(out, key);
-        out += ':';
-        writeJson(item, out);
-      }
-      out += '}';
-      break;
-    }
-  }
 }
 
 std::string stringField(const Value& v, std::string_view a, std::string_view b = {}) {
@@ -550,7 +504,7 @@ uint64_t KubeApiServer::upsert(const std::string& objectJson) {
       meta.emplace_back("namespace", Value(ns));
     }
   }
-  writeJson(*doc, v.json);
+  appendJson(*doc, v.json);
   Entry& entry = entries_[std::string(info->resource) + "/" + ns + "/" + name];
   entry.resource = info->resource;
   entry.ns = ns;
@@ -755,7 +709,7 @@ void KubeApiServer::handleList(Connection& c, const Request& r, const std::strin
       std::erase_if(item->mutableObject(),
                     [](const auto& m) { return m.first == "kind" || m.first == "apiVersion"; });
       if (count++) items += ',';
-      writeJson(*item, items);
+      appendJson(*item, items);
       lastKey = key;
     }
     body = R"({"kind":")" + std::string(info->kind) + R"(List","apiVersion":")" +

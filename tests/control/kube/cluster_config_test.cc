@@ -9,6 +9,8 @@
 #include <map>
 #include <thread>
 
+#include "control/base64.h"
+
 namespace capstan::control::kube {
 namespace {
 
