@@ -1,6 +1,7 @@
 #include "control/config.h"
 
 #include <CLI/CLI.hpp>
+#include <cstdlib>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -44,6 +45,8 @@ namespace {
 struct Flags {
   std::string mode;
   std::vector<std::string> manifests;
+  std::string kubeconfig;
+  std::string master;
   std::string hostnameOverride;
   std::string clusterCIDR;
   std::vector<std::string> nodePortAddresses;
@@ -88,6 +91,12 @@ void defineFlags(CLI::App& app, Flags& f) {
   app.add_option("--manifests", f.manifests,
                  "A file or directory of Kubernetes manifests (YAML or JSON) to read objects "
                  "from; repeatable. Directories are watched for changes");
+  app.add_option("--kubeconfig", f.kubeconfig,
+                 "Path to a kubeconfig file with the API server and credentials to read objects "
+                 "from (default: the in-cluster service account when KUBERNETES_SERVICE_HOST is "
+                 "set and no --manifests are given)");
+  app.add_option("--master", f.master,
+                 "The address of the Kubernetes API server (overrides the kubeconfig's server)");
   app.add_option("--hostname-override", f.hostnameOverride,
                  "The name of this node, if not the host name");
   app.add_option("--cluster-cidr", f.clusterCIDR,
@@ -272,7 +281,6 @@ Result<std::chrono::nanoseconds> parseDuration(const std::string& text, const st
 // configure things Capstan does differently or not at all), so existing files still load.
 const std::set<std::string> kIgnoredKubeProxyFields = {"bindAddress",
                                                        "bindAddressHardFail",
-                                                       "clientConnection",
                                                        "configSyncPeriod",
                                                        "conntrack",
                                                        "detectLocal",
@@ -363,6 +371,19 @@ Status applyConfigFile(const std::string& path, Config& config) {
       config.mode = *mode;
     } else if (key == "manifests") {
       CAPSTAN_TRY(config.manifests, stringList(v, key));
+    } else if (key == "clientConnection") {
+      // kube-proxy's ClientConnectionConfiguration: only the kubeconfig path is Capstan's
+      // business (acceptContentTypes, contentType, qps and burst are accepted and unused).
+      if (v.isNull()) continue;
+      if (!v.isObject()) return Error(where(key) + ": expected a mapping");
+      for (const auto& [sub, sv] : v.asObject()) {
+        if (sub == "kubeconfig") {
+          CAPSTAN_TRY(config.kubeconfig, str(sv, key + "." + sub));
+        } else if (sub != "acceptContentTypes" && sub != "contentType" && sub != "qps" &&
+                   sub != "burst") {
+          return Error(where(key + "." + sub) + ": unknown field");
+        }
+      }
     } else if (key == "hostnameOverride") {
       CAPSTAN_TRY(config.hostnameOverride, str(v, key));
     } else if (key == "clusterCIDR") {
@@ -514,10 +535,17 @@ Status validate(const Config& c) {
       return hp.error().withContext("--metrics-bind-address");
     }
   }
-  if (c.manifests.empty() && !c.cleanup) {
+  bool explicitApi = !c.kubeconfig.empty() || !c.master.empty();
+  if (explicitApi && !c.manifests.empty()) {
+    return Error(
+        "--manifests: cannot be combined with --kubeconfig or --master (objects come from one "
+        "source)");
+  }
+  if (!usesKubeApi(c) && c.manifests.empty() && !c.cleanup) {
     return Error(
         "--manifests: required (the files or directories to read Services, EndpointSlices and "
-        "Ingresses from)");
+        "Ingresses from), unless --kubeconfig or --master is given or Capstan runs in a cluster "
+        "(KUBERNETES_SERVICE_HOST)");
   }
   if (c.verbosity < 0) return Error("-v: must not be negative");
   if (!c.iptablesBackend.empty() && c.iptablesBackend != "legacy" && c.iptablesBackend != "nft") {
@@ -557,6 +585,14 @@ Status validate(const Config& c) {
 }
 
 }  // namespace
+
+bool usesKubeApi(const Config& config) {
+  if (!config.kubeconfig.empty() || !config.master.empty()) return true;
+  // client-go's rest.InClusterConfig condition; --manifests wins, for a standalone Capstan run
+  // inside a Pod.
+  const char* host = std::getenv("KUBERNETES_SERVICE_HOST");
+  return config.manifests.empty() && host != nullptr && *host != '\0';
+}
 
 std::string usage() {
   CLI::App app("capstan: a Kubernetes service proxy and load balancer", "capstan");
@@ -613,6 +649,8 @@ Result<ParsedArgs> parseArgs(const std::vector<std::string>& rawArgs) {
     c.mode = *mode;
   }
   if (given("--manifests")) c.manifests = f.manifests;
+  if (given("--kubeconfig")) c.kubeconfig = f.kubeconfig;
+  if (given("--master")) c.master = f.master;
   if (given("--hostname-override")) c.hostnameOverride = f.hostnameOverride;
   if (given("--cluster-cidr")) {
     auto cidrs = parseCidrList(f.clusterCIDR, "--cluster-cidr");

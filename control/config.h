@@ -25,6 +25,11 @@ std::optional<ProxyMode> parseProxyMode(std::string_view text);
 struct Config {
   ProxyMode mode = ProxyMode::kIptables;  // kube-proxy's default
   std::vector<std::string> manifests;
+  // The Kubernetes API source (kube-proxy's --kubeconfig and --master; the file's
+  // clientConnection.kubeconfig). With neither and no --manifests, the in-cluster service
+  // account is used when KUBERNETES_SERVICE_HOST is set.
+  std::string kubeconfig;
+  std::string master;
   std::string hostnameOverride;
   std::vector<Cidr> clusterCIDRs;  // --cluster-cidr, comma-separated for dual-stack
   // --nodeport-addresses: CIDRs, or "primary" (the node's primary IPs, kube-proxy 1.29+).
@@ -75,6 +80,9 @@ struct Config {
 
   bool operator==(const Config&) const = default;
 };
+
+// Whether objects come from the Kubernetes API rather than from --manifests.
+bool usesKubeApi(const Config& config);
 
 struct ParsedArgs {
   Config config;

@@ -8,11 +8,14 @@
 #include <boost/asio.hpp>
 #include <cctype>
 #include <chrono>
+#include <cstdlib>
 #include <ostream>
 
 #include "control/change_tracker.h"
 #include "control/conntrack_table.h"
 #include "control/ingress_controller.h"
+#include "control/kube/kube_source.h"
+#include "control/kube_time.h"
 #include "control/logging.h"
 #include "control/manifest/inotify_watcher.h"
 #include "control/manifest/manifest_source.h"
@@ -98,6 +101,7 @@ class ControlLoop {
         args_(std::move(args)),
         signals_(io_, SIGINT, SIGTERM, SIGHUP),
         inotifyWait_(io_),
+        kubeWait_(io_),
         reloadTimer_(io_),
         rescanTimer_(io_),
         syncTimer_(io_),
@@ -128,25 +132,33 @@ class ControlLoop {
       spdlog::error("{}", st.error().message());
       return 1;
     }
-    auto watcher = InotifyWatcher::create();
-    if (!watcher.ok()) {
-      spdlog::error("{}", watcher.error().message());
-      return 1;
-    }
-    watcher_.emplace(std::move(watcher).value());
-    inotifyWait_.assign(::dup(watcher_->fd()));
+    if (usesKubeApi(config_)) {
+      if (Status st = startKubeSource(); !st.ok()) {
+        spdlog::error("{}", st.error().message());
+        return 1;
+      }
+    } else {
+      auto watcher = InotifyWatcher::create();
+      if (!watcher.ok()) {
+        spdlog::error("{}", watcher.error().message());
+        return 1;
+      }
+      watcher_.emplace(std::move(watcher).value());
+      inotifyWait_.assign(::dup(watcher_->fd()));
 
-    spdlog::info("capstan {} starting: node {}, proxy mode {}, manifests {}", CAPSTAN_VERSION,
-                 nodeName(config_), toString(config_.mode), fmt::join(config_.manifests, ","));
-    reloadManifests();
-    malloc_trim(0);            // the parse trees of the first load are gone: give the memory back
-    scheduler_.requestSync();  // the first sync runs even with nothing to program
+      spdlog::info("capstan {} starting: node {}, proxy mode {}, manifests {}", CAPSTAN_VERSION,
+                   nodeName(config_), toString(config_.mode), fmt::join(config_.manifests, ","));
+      reloadManifests();
+      malloc_trim(0);            // the parse trees of the first load are gone: give them back
+      scheduler_.requestSync();  // the first sync runs even with nothing to program
+      waitForInotify();
+      armRescan();
+    }
     armSyncTimer();
     armFinishedCheck();
-    waitForInotify();
-    armRescan();
     waitForSignal();
     io_.run();
+    if (kube_) kube_->stop();
     if (serviceHealth_) serviceHealth_->stop();
     statusServer_.stop();
     spdlog::info("capstan stopped");
@@ -205,7 +217,11 @@ class ControlLoop {
     HttpRoutes healthRoutes{
         {"/healthz",
          [this] {
-           auto r = health_.healthz(std::chrono::system_clock::now());
+           auto now = std::chrono::system_clock::now();
+           auto r = health_.healthz(now);
+           if (kube_ && !r.body.empty() && r.body.back() == '}') {
+             r.body.insert(r.body.size() - 1, kubeHealthFields(now));
+           }
            (r.status == 200 ? metrics_.healthz200 : metrics_.healthz503).Increment();
            return HttpResponse{r.status, "application/json", r.body};
          }},
@@ -267,6 +283,84 @@ class ControlLoop {
       }
       armFinishedCheck();
     });
+  }
+
+  // The Kubernetes API as the source: its reflectors run on their own thread and wake this
+  // one through an eventfd. No sync runs before every resource has been listed once (kube-proxy
+  // waits for its informers to sync), and /healthz fails until that view is programmed.
+  Status startKubeSource() {
+    auto cluster =
+        kube::buildClusterConfig(config_.master, config_.kubeconfig,
+                                 [](std::string_view name) -> std::optional<std::string> {
+                                   const char* v = std::getenv(std::string(name).c_str());
+                                   if (!v) return std::nullopt;
+                                   return std::string(v);
+                                 });
+    if (!cluster.ok()) return cluster.error();
+    kube::KubeSourceOptions options;
+    options.cluster = std::move(cluster).value();
+    options.client.userAgent = "capstan/" CAPSTAN_VERSION;
+    options.reflector.startTimeNs = wallNowNs();
+    options.resources = kube::capstanResources(nodeName(config_));
+    auto source = kube::KubeSource::create(std::move(options));
+    if (!source.ok()) return source.error();
+    kube_ = std::move(source).value();
+    kubeWait_.assign(::dup(kube_->wakeFd()));
+    health_.setSourceReady(false);
+    spdlog::info("capstan {} starting: node {}, proxy mode {}, Kubernetes API {} ({})",
+                 CAPSTAN_VERSION, nodeName(config_), toString(config_.mode),
+                 kube_->cluster().server, kube_->cluster().origin);
+    kube_->start();
+    waitForKube();
+    return okStatus();
+  }
+
+  void waitForKube() {
+    kubeWait_.async_wait(asio::posix::stream_descriptor::wait_read,
+                         [this](const boost::system::error_code& ec) {
+                           if (ec) return;
+                           applyKubeBatch();
+                           waitForKube();
+                         });
+  }
+
+  void applyKubeBatch() {
+    kube::KubeSource::Batch batch = kube_->take();
+    logDiagnostics(batch.diagnostics);
+    for (const ObjectEvent& event : batch.events) tracker_.apply(event);
+    updateChangeMetrics();
+    if (batch.becameSynced) {
+      spdlog::info("Kubernetes API: every resource listed; programming the first view");
+      scheduler_.requestSync();
+      armSyncTimer();
+      return;
+    }
+    if (kube_->synced()) queueSyncIfChanged();
+  }
+
+  // Changes are waiting in the tracker: the health clock starts and a sync is asked for.
+  void queueSyncIfChanged() {
+    if (!tracker_.hasPendingChanges()) return;
+    auto now = std::chrono::system_clock::now();
+    health_.queuedUpdate(now);
+    metrics_.syncLastQueuedTimestamp.Set(
+        std::chrono::duration<double>(now.time_since_epoch()).count());
+    scheduler_.requestSync();
+    armSyncTimer();
+  }
+
+  // What /healthz adds in API mode: when the API server last answered, so a node whose view
+  // has gone stale (the API unreachable, the dataplane kept as it was) says how stale.
+  std::string kubeHealthFields(std::chrono::system_clock::time_point now) const {
+    auto contact = kube_->lastContact();
+    std::string out = ", \"kubeApiSynced\": ";
+    out += kube_->synced() ? "true" : "false";
+    if (!contact) return out + ", \"kubeApiLastContact\": null";
+    int64_t ns =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(contact->time_since_epoch()).count();
+    double age = std::max(0.0, std::chrono::duration<double>(now - *contact).count());
+    return out + ", \"kubeApiLastContact\": \"" + formatGoTime(ns) +
+           "\", \"kubeApiLastContactAgeSeconds\": " + fmt::format("{:.3f}", age);
   }
 
   void waitForSignal() {
@@ -355,14 +449,7 @@ class ControlLoop {
     }
     for (const ObjectEvent& event : reload.events) tracker_.apply(event);
     updateChangeMetrics();
-    if (tracker_.hasPendingChanges()) {
-      auto now = std::chrono::system_clock::now();
-      health_.queuedUpdate(now);
-      metrics_.syncLastQueuedTimestamp.Set(
-          std::chrono::duration<double>(now.time_since_epoch()).count());
-      scheduler_.requestSync();
-      armSyncTimer();
-    }
+    queueSyncIfChanged();
   }
 
   void updateChangeMetrics() {
@@ -407,6 +494,7 @@ class ControlLoop {
       auto wallNow = std::chrono::system_clock::now();
       int64_t nowNs = wallNowNs();
       health_.updated(wallNow);
+      if (kube_ && kube_->synced()) health_.setSourceReady(true);
       metrics_.syncLastTimestamp.Set(static_cast<double>(nowNs) / 1e9);
       for (int64_t t : commit.triggerTimesNs) {
         if (t > 0 && t <= nowNs) {
@@ -477,12 +565,16 @@ class ControlLoop {
     config_.masqueradeAll = next.masqueradeAll;
     config_.clusterCIDRs = next.clusterCIDRs;
     config_.nodePortAddresses = next.nodePortAddresses;
-    if (pathsChanged) {
+    restartNeeded(next.kubeconfig != config_.kubeconfig || next.master != config_.master,
+                  "--kubeconfig or --master");
+    if (pathsChanged && !kube_) {
       source_.setPaths(config_.manifests);
       reloadManifests();
     }
-    if (dataplaneSettings) scheduler_.requestFullSync();
-    armRescan();  // with the new period
+    // Before the API's first full list there is nothing to re-program (and no partial view may
+    // be synced): the first sync is full anyway.
+    if (dataplaneSettings && (!kube_ || kube_->synced())) scheduler_.requestFullSync();
+    if (!kube_) armRescan();  // with the new period
     armSyncTimer();
   }
 
@@ -491,6 +583,7 @@ class ControlLoop {
   asio::io_context io_{1};
   asio::signal_set signals_;
   asio::posix::stream_descriptor inotifyWait_;
+  asio::posix::stream_descriptor kubeWait_;
   asio::steady_timer reloadTimer_;
   asio::steady_timer rescanTimer_;
   asio::steady_timer syncTimer_;
@@ -509,6 +602,8 @@ class ControlLoop {
   StatusServer statusServer_;
   std::unique_ptr<Proxier> proxier_;
   std::unique_ptr<IngressController> ingress_;
+  // The Kubernetes API source; null when objects come from --manifests.
+  std::unique_ptr<kube::KubeSource> kube_;
   std::unique_ptr<ConntrackTable> conntrackTable_;
   std::optional<StaleConntrackCleaner> conntrackCleaner_;
   // After health_, whose state its probes read: destroyed (and its thread joined) first.

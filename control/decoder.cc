@@ -5,6 +5,7 @@
 #include <cmath>
 #include <set>
 
+#include "control/base64.h"
 #include "control/kube_time.h"
 
 namespace capstan::control {
@@ -985,40 +986,6 @@ Decoded decodeIngressClass(const Field& root, const Meta& meta, Errors& e) {
   return out;
 }
 
-std::optional<std::string> base64Decode(std::string_view in) {
-  auto value = [](char c) -> int {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-  };
-  std::string out;
-  out.reserve(in.size() * 3 / 4);
-  uint32_t acc = 0;
-  int bits = 0;
-  size_t padding = 0;
-  for (char c : in) {
-    if (c == '\n' || c == '\r' || c == ' ') continue;
-    if (c == '=') {
-      ++padding;
-      continue;
-    }
-    if (padding) return std::nullopt;  // data after padding
-    int v = value(c);
-    if (v < 0) return std::nullopt;
-    acc = (acc << 6) | static_cast<uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<char>((acc >> bits) & 0xff));
-    }
-  }
-  if (padding > 2 || bits >= 6) return std::nullopt;
-  return out;
-}
-
 Decoded decodeSecret(const Field& root, const Meta& meta, Errors& e) {
   Decoded out;
   Field type = root["type"];
@@ -1058,7 +1025,7 @@ Decoded decodeSecret(const Field& root, const Meta& meta, Errors& e) {
       }
       auto s = optString(f, e);
       if (!s) return;
-      auto decoded = base64Decode(*s);
+      auto decoded = decodeBase64(*s);
       if (!decoded) {
         e.add(f, "invalid base64");
         return;

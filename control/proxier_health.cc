@@ -39,6 +39,11 @@ void ProxierHealth::setNodeEligible(bool eligible) {
   nodeEligible_ = eligible;
 }
 
+void ProxierHealth::setSourceReady(bool ready) {
+  std::lock_guard lock(mu_);
+  sourceReady_ = ready;
+}
+
 bool ProxierHealth::healthyLocked(WallClock::time_point now) const {
   // Healthy while starting up or fully synced, and while the oldest queued change is younger
   // than the timeout.
@@ -48,7 +53,7 @@ bool ProxierHealth::healthyLocked(WallClock::time_point now) const {
 ProxierHealth::Report ProxierHealth::healthz(WallClock::time_point now) const {
   std::lock_guard lock(mu_);
   Report r;
-  r.healthy = healthyLocked(now) && nodeEligible_;
+  r.healthy = healthyLocked(now) && nodeEligible_ && sourceReady_;
   r.status = r.healthy ? 200 : 503;
   // kube-proxy reports lastUpdated as "now" when healthy, for compatibility with older releases.
   auto lastUpdated = r.healthy ? std::optional(now) : lastUpdated_;

@@ -29,6 +29,10 @@ class ProxierHealth {
   // A sync succeeded at `now`: everything queued so far is programmed.
   void updated(WallClock::time_point now);
   void setNodeEligible(bool eligible);
+  // False while the source has not delivered a whole view yet (the Kubernetes API's first list
+  // of every resource): /healthz fails so that nothing is sent to a node still programming
+  // a partial view; /livez does not, since waiting for the API server is not a reason to restart.
+  void setSourceReady(bool ready);
 
   struct Report {
     bool healthy = false;
@@ -49,6 +53,7 @@ class ProxierHealth {
   std::optional<WallClock::time_point> lastUpdated_;
   std::optional<WallClock::time_point> oldestPendingQueued_;
   bool nodeEligible_ = true;
+  bool sourceReady_ = true;
 };
 
 }  // namespace capstan::control

@@ -376,3 +376,42 @@ dpdk:
 
 }  // namespace
 }  // namespace capstan::control
+
+namespace capstan::control {
+namespace {
+
+TEST(ParseArgs, KubeApiSourceFlagsAndFile) {
+  auto r =
+      parseArgs({"--kubeconfig", "/etc/kubernetes/kubeconfig", "--master", "https://api:6443"});
+  ASSERT_TRUE(r.ok()) << r.error().message();
+  EXPECT_EQ(r->config.kubeconfig, "/etc/kubernetes/kubeconfig");
+  EXPECT_EQ(r->config.master, "https://api:6443");
+  EXPECT_TRUE(usesKubeApi(r->config));
+  auto both = parseArgs({"--kubeconfig", "/k", "--manifests", "/m"});
+  ASSERT_FALSE(both.ok());
+  EXPECT_EQ(both.error().message(),
+            "--manifests: cannot be combined with --kubeconfig or --master (objects come from one "
+            "source)");
+
+  char tmpl[] = "/tmp/capstan-config-XXXXXX";
+  int fd = ::mkstemp(tmpl);
+  ASSERT_GE(fd, 0);
+  std::string text =
+      "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n"
+      "clientConnection:\n  kubeconfig: /var/lib/kube-proxy/kubeconfig.conf\n"
+      "  qps: 5\n  burst: 10\n  contentType: application/vnd.kubernetes.protobuf\n";
+  ASSERT_EQ(::write(fd, text.data(), text.size()), static_cast<ssize_t>(text.size()));
+  ::close(fd);
+  auto file = parseArgs({"--config", tmpl});
+  ASSERT_TRUE(file.ok()) << file.error().message();
+  EXPECT_EQ(file->config.kubeconfig, "/var/lib/kube-proxy/kubeconfig.conf");
+  std::ofstream(tmpl) << "clientConnection:\n  kubeconfigg: /x\n";
+  auto typo = parseArgs({"--config", tmpl});
+  ASSERT_FALSE(typo.ok());
+  EXPECT_EQ(typo.error().message(),
+            std::string(tmpl) + ": clientConnection.kubeconfigg: unknown field");
+  ::unlink(tmpl);
+}
+
+}  // namespace
+}  // namespace capstan::control

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "control/document_reader.h"
+#include "tests/support/value_json.h"
 
 namespace capstan::control {
 namespace {
@@ -100,67 +101,6 @@ Cidr cidr(const char* text) {
   auto v = Cidr::parse(text);
   EXPECT_TRUE(v) << text;
   return v.value_or(Cidr());
-}
-
-// A Value as JSON text: the YAML fixtures are also decoded from JSON through it.
-void appendJson(const Value& v, std::string& out) {
-  switch (v.type()) {
-    case Value::Type::kNull:
-      out += "null";
-      return;
-    case Value::Type::kBool:
-      out += v.asBool() ? "true" : "false";
-      return;
-    case Value::Type::kInt:
-      out += std::to_string(v.asInt());
-      return;
-    case Value::Type::kFloat: {
-      char buf[32];
-      std::snprintf(buf, sizeof(buf), "%.17g", v.asFloat());
-      out += buf;
-      return;
-    }
-    case Value::Type::kString:
-      out += '"';
-      for (char c : v.asString()) {
-        if (c == '"' || c == '\\') {
-          out += '\\';
-          out += c;
-        } else if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-          out += buf;
-        } else {
-          out += c;
-        }
-      }
-      out += '"';
-      return;
-    case Value::Type::kArray: {
-      out += '[';
-      bool first = true;
-      for (const Value& item : v.asArray()) {
-        if (!first) out += ',';
-        first = false;
-        appendJson(item, out);
-      }
-      out += ']';
-      return;
-    }
-    case Value::Type::kObject: {
-      out += '{';
-      bool first = true;
-      for (const auto& [key, item] : v.asObject()) {
-        if (!first) out += ',';
-        first = false;
-        appendJson(Value(key), out);
-        out += ':';
-        appendJson(item, out);
-      }
-      out += '}';
-      return;
-    }
-  }
 }
 
 // --- Readable descriptions of model values, for failure messages -------------------------------
@@ -567,7 +507,7 @@ TEST(DecoderJson, FixturesDecodeTheSameFromJson) {
     ASSERT_FALSE(docs.empty());
     std::string json;
     for (const Value& doc : docs) {
-      appendJson(doc, json);
+      support::appendJson(doc, json);
       json += '\n';
     }
     std::vector<Decoded> fromYaml = decodeAll(docs);

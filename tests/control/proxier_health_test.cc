@@ -52,6 +52,17 @@ TEST(ProxierHealth, NodeBeingDeletedFailsHealthzButNotLivez) {
   EXPECT_EQ(h.livez(kT0).status, 200);
 }
 
+TEST(ProxierHealth, SourceNotReadyFailsHealthzButNotLivez) {
+  ProxierHealth h(60s);
+  h.setSourceReady(false);
+  EXPECT_EQ(h.healthz(kT0).status, 503);
+  EXPECT_EQ(h.livez(kT0).status, 200);
+  h.updated(kT0);  // a sync of a partial view does not make it ready either
+  EXPECT_EQ(h.healthz(kT0).status, 503);
+  h.setSourceReady(true);
+  EXPECT_EQ(h.healthz(kT0).status, 200);
+}
+
 TEST(ProxierHealth, BodiesHaveKubeProxyShape) {
   ProxierHealth h(60s);
   auto healthz = h.healthz(kT0 + 123456789ns);

@@ -1,0 +1,140 @@
+// The real `capstan --proxy-mode=none` fed by the Kubernetes API stand-in over loopback: not
+// ready before the first full list, programs it, follows changes, keeps its view while the API
+// server is away (and says how old it is on /healthz), catches up when it is back.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "tests/support/child_process.h"
+#include "tests/support/kube_api_server.h"
+#include "tests/support/loopback_http.h"
+#include "tests/support/prometheus_text.h"
+
+namespace capstan::control {
+namespace {
+
+using namespace std::chrono_literals;
+using support::httpGet;
+using support::KubeApiServer;
+using support::metricValue;
+using support::waitFor;
+
+constexpr const char* kCapstan = CAPSTAN_BINARY_DIR "/control/capstan";
+
+const char kService[] =
+    R"({"kind":"Service","apiVersion":"v1","metadata":{"name":"web","namespace":"shop"},"spec":{"ports":[{"name":"http","protocol":"TCP","port":80,"targetPort":8080}],"clusterIP":"10.96.10.10","clusterIPs":["10.96.10.10"],"type":"ClusterIP","ipFamilies":["IPv4"]}})";
+const char kNode[] =
+    R"({"kind":"Node","apiVersion":"v1","metadata":{"name":"node-a"},"spec":{},"status":{"addresses":[{"type":"InternalIP","address":"192.168.0.10"}]}})";
+
+std::string slice(const std::vector<std::string>& ips) {
+  std::string endpoints;
+  for (const auto& ip : ips) {
+    if (!endpoints.empty()) endpoints += ',';
+    endpoints +=
+        R"({"addresses":[")" + ip +
+        R"("],"conditions":{"ready":true,"serving":true,"terminating":false},"nodeName":"node-a"})";
+  }
+  return R"({"kind":"EndpointSlice","apiVersion":"discovery.k8s.io/v1","metadata":{"name":"web-1","namespace":"shop","labels":{"kubernetes.io/service-name":"web"}},"addressType":"IPv4","endpoints":[)" +
+         endpoints + R"(],"ports":[{"name":"http","protocol":"TCP","port":8080}]})";
+}
+
+std::string readFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+class KubeDaemonTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(::access(kCapstan, X_OK), 0) << kCapstan << " is not built";
+    char pattern[] = "/tmp/capstan-kube-daemon-XXXXXX";
+    dir_ = ::mkdtemp(pattern);
+  }
+  void TearDown() override {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+    if (HasFailure()) std::printf("--- capstan's log ---\n%s\n", readFile(dir_ + "/err").c_str());
+    std::filesystem::remove_all(dir_);
+  }
+  void start(const std::string& master) {
+    auto ports = support::freePorts(2);
+    healthPort_ = ports[0];
+    metricsPort_ = ports[1];
+    pid_ = support::spawn(
+        {kCapstan, "--proxy-mode=none", "--master", master, "--hostname-override", "node-a",
+         "--healthz-bind-address", "127.0.0.1:" + std::to_string(healthPort_),
+         "--metrics-bind-address", "127.0.0.1:" + std::to_string(metricsPort_), "--min-sync-period",
+         "100ms", "-v=2"},
+        dir_ + "/out", dir_ + "/err");
+    ASSERT_GT(pid_, 0);
+  }
+  int healthz(std::string* body = nullptr) {
+    auto r = httpGet(healthPort_, "/healthz");
+    if (body && r) *body = r->body;
+    return r ? r->status : 0;
+  }
+  double metric(const std::string& name) {
+    auto r = httpGet(metricsPort_, "/metrics");
+    return r ? metricValue(r->body, name).value_or(-1) : -1;
+  }
+
+  std::string dir_;
+  pid_t pid_ = -1;
+  uint16_t healthPort_ = 0, metricsPort_ = 0;
+};
+
+TEST_F(KubeDaemonTest, ReadyAfterTheFirstListKeepsItsViewWhileTheApiIsAway) {
+  KubeApiServer server;
+  server.upsert(kService);
+  server.upsert(slice({"10.244.1.1"}));
+  server.upsert(kNode);
+  server.setDown(true);  // the daemon starts before the API server answers
+  ASSERT_NO_FATAL_FAILURE(start(server.url()));
+  ASSERT_TRUE(waitFor([&] { return healthz() != 0; }));
+  std::string body;
+  EXPECT_EQ(healthz(&body), 503) << body;  // no view yet: not ready
+  EXPECT_NE(body.find("\"kubeApiSynced\": false"), std::string::npos) << body;
+  EXPECT_EQ(httpGet(healthPort_, "/livez").value_or(support::HttpReply{}).status, 200);
+  EXPECT_EQ(metric("kubeproxy_sync_proxy_rules_duration_seconds_count"), 0);
+
+  server.setDown(false);
+  ASSERT_TRUE(waitFor([&] { return healthz() == 200; }, 20s));
+  ASSERT_TRUE(waitFor([&] { return metric("capstan_endpoints") == 1; }));
+  EXPECT_EQ(metric("capstan_service_ports"), 1);
+
+  server.upsert(slice({"10.244.1.1", "10.244.1.2"}));
+  ASSERT_TRUE(waitFor([&] { return metric("capstan_endpoints") == 2; }));
+
+  // Away: the dataplane keeps what it has, /healthz says since when the view is not fresh.
+  server.setDown(true);
+  std::this_thread::sleep_for(1500ms);
+  EXPECT_EQ(healthz(&body), 200) << body;
+  EXPECT_NE(body.find("\"kubeApiSynced\": true"), std::string::npos) << body;
+  auto age = body.find("\"kubeApiLastContactAgeSeconds\": ");
+  ASSERT_NE(age, std::string::npos) << body;
+  EXPECT_GE(std::stod(body.substr(age + 32)), 1.0) << body;
+  EXPECT_EQ(metric("capstan_endpoints"), 2);
+
+  // Back, with a change made meanwhile.
+  server.upsert(slice({"10.244.1.1", "10.244.1.2", "10.244.1.3"}));
+  server.setDown(false);
+  ASSERT_TRUE(waitFor([&] { return metric("capstan_endpoints") == 3; }, 20s));
+
+  ASSERT_EQ(::kill(pid_, SIGTERM), 0);
+  auto status = support::waitExit(pid_, 5000ms);
+  ASSERT_TRUE(status) << "capstan did not stop within 5 s of SIGTERM";
+  pid_ = -1;
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << *status;
+}
+
+}  // namespace
+}  // namespace capstan::control
