@@ -3,7 +3,9 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <tuple>
 
+#include "control/status_server.h"
 #include "l7/tls/self_signed_certificate.h"
 
 namespace capstan::control {
@@ -32,11 +34,17 @@ void addValue(prometheus::MetricFamily& f, double value,
 
 }  // namespace
 
-l7::IngressOptions ingressOptions(const Config& config) {
+Result<l7::IngressOptions> ingressOptions(const Config& config) {
   const Config::Ingress& in = config.ingress;
   l7::IngressOptions options;
-  options.httpAddress = in.httpAddress;
-  options.httpsAddress = in.httpsAddress;
+  for (auto [flag, text, endpoint] :
+       {std::tuple{"--ingress-http-address", &in.httpAddress, &options.httpAddress},
+        std::tuple{"--ingress-https-address", &in.httpsAddress, &options.httpsAddress}}) {
+    if (text->empty()) continue;
+    auto parsed = parseListenEndpoint(*text);
+    if (!parsed.ok()) return parsed.error().withContext(flag);
+    *endpoint = *parsed;
+  }
   options.workers = in.workers;
   options.headerTimeout = millis(in.headerTimeout);
   options.idleTimeout = millis(in.idleTimeout);
@@ -56,7 +64,9 @@ Result<std::unique_ptr<IngressController>> IngressController::start(const Config
       "default certificate", {}, pem->certificatePem, pem->privateKeyPem};
   auto set = l7::tls::CertificateSet::build({}, fallback, std::chrono::system_clock::now());
   if (!set.ok()) return set.error().withContext("ingress: the default certificate");
-  auto server = l7::IngressServer::start(ingressOptions(config), nullptr, set->set);
+  auto options = ingressOptions(config);
+  if (!options.ok()) return options.error().withContext("ingress");
+  auto server = l7::IngressServer::start(std::move(options).value(), nullptr, set->set);
   if (!server.ok()) return server.error().withContext("ingress");
   spdlog::info("ingress: {} workers, HTTP on {}, HTTPS on {}", (*server)->workers(),
                config.ingress.httpAddress.empty() ? "(none)" : config.ingress.httpAddress,

@@ -53,6 +53,6 @@ class IngressController {
 };
 
 // The ingress options a Config gives (l7::IngressOptions).
-l7::IngressOptions ingressOptions(const Config& config);
+Result<l7::IngressOptions> ingressOptions(const Config& config);
 
 }  // namespace capstan::control

@@ -69,14 +69,20 @@ StatusServer::StatusServer() : impl_(std::make_unique<Impl>()) {}
 
 StatusServer::~StatusServer() { stop(); }
 
-Result<uint16_t> StatusServer::listen(const std::string& address, HttpRoutes routes) {
-  auto hp = parseHostPort(address);
+Result<tcp::endpoint> parseListenEndpoint(const std::string& text) {
+  auto hp = parseHostPort(text);
   if (!hp.ok()) return hp.error();
   beast::error_code ec;
   asio::ip::address ip = hp->host.empty() ? asio::ip::address(asio::ip::address_v4::any())
                                           : asio::ip::make_address(hp->host, ec);
-  if (ec) return Error("invalid address " + address + ": " + ec.message());
-  auto acceptor = listenTcp(impl_->io, tcp::endpoint(ip, hp->port), address);
+  if (ec) return Error("invalid address " + text + ": " + ec.message());
+  return tcp::endpoint(ip, hp->port);
+}
+
+Result<uint16_t> StatusServer::listen(const std::string& address, HttpRoutes routes) {
+  auto endpoint = parseListenEndpoint(address);
+  if (!endpoint.ok()) return endpoint.error();
+  auto acceptor = listenTcp(impl_->io, *endpoint, address);
   if (!acceptor.ok()) return acceptor.error();
   auto handler = std::make_shared<const HttpRequestHandler>(
       [routes = std::move(routes)](const HttpRequestInfo& request) -> std::optional<HttpResponse> {

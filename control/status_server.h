@@ -29,6 +29,8 @@ struct HostPort {
 
 // "0.0.0.0:10256", "[::]:10256", "127.0.0.1:0" (any free port), ":10256".
 Result<HostPort> parseHostPort(const std::string& text);
+// The same as the endpoint to listen on (an empty host: every IPv4 address).
+Result<boost::asio::ip::tcp::endpoint> parseListenEndpoint(const std::string& text);
 
 class StatusServer {
  public:

@@ -22,7 +22,6 @@
 #include "l7/byte_buffer.h"
 #include "l7/http1/chunked.h"
 #include "l7/http1/forward.h"
-#include "l7/tls/self_signed_certificate.h"
 #include "l7/tls/server_context.h"
 #include "l7/upstream_pool.h"
 
@@ -540,8 +539,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   // side failed.
   awaitable<error_code> sendRequest(const RequestSummary& request, bool& bodySent) {
     clientFailed_ = false;
-    if (request.body == http1::BodyKind::kNone ||
-        (request.body == http1::BodyKind::kContentLength && request.contentLength == 0)) {
+    if (!request.hasBody()) {
       co_return co_await writeAll(upstream_->socket, asio::buffer(upstreamHead_));
     }
     if (request.body == http1::BodyKind::kContentLength) {
@@ -887,36 +885,15 @@ awaitable<void> IngressServer::Worker::reapLoop() {
   }
 }
 
-Result<tcp::endpoint> parseListenAddress(const std::string& text, const std::string& what) {
-  auto fail = [&](std::string_view why) {
-    return Error(what + ": \"" + text + "\": " + std::string(why) + " (want host:port, [v6]:port)");
-  };
-  size_t colon = text.rfind(':');
-  if (colon == std::string::npos) return fail("no port");
-  std::string host = text.substr(0, colon);
-  std::string portText = text.substr(colon + 1);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  }
-  unsigned port = 0;
-  auto [end, ec] = std::from_chars(portText.data(), portText.data() + portText.size(), port);
-  if (ec != std::errc() || end != portText.data() + portText.size() || port > 65535 ||
-      portText.empty()) {
-    return fail("invalid port");
-  }
-  error_code addressError;
-  auto address = asio::ip::make_address(host.empty() ? "0.0.0.0" : host, addressError);
-  if (addressError) return fail("invalid address");
-  return tcp::endpoint(address, static_cast<uint16_t>(port));
-}
-
 namespace {
 
-Result<tcp::acceptor> listenReusePort(asio::io_context& io, const tcp::endpoint& endpoint,
-                                      const std::string& what) {
+Result<tcp::acceptor> listenReusePort(asio::io_context& io, const tcp::endpoint& endpoint) {
   tcp::acceptor acceptor(io);
   error_code ec;
-  auto fail = [&] { return Error("cannot listen on " + what + ": " + ec.message()); };
+  auto fail = [&] {
+    return Error("cannot listen on " + endpoint.address().to_string() + ":" +
+                 std::to_string(endpoint.port()) + ": " + ec.message());
+  };
   if (acceptor.open(endpoint.protocol(), ec); ec) return fail();
   if (endpoint.address().is_v6() && endpoint.address().is_unspecified()) {
     acceptor.set_option(asio::ip::v6_only(false), ec);
@@ -942,26 +919,10 @@ Result<std::unique_ptr<IngressServer>> IngressServer::start(
   std::unique_ptr<IngressServer> server(new IngressServer());
   server->options_ = std::make_unique<IngressOptions>(std::move(options));
   const IngressOptions& opts = *server->options_;
-  std::optional<tcp::endpoint> http;
-  std::optional<tcp::endpoint> https;
-  if (!opts.httpAddress.empty()) {
-    auto endpoint = parseListenAddress(opts.httpAddress, "--ingress-http-address");
-    if (!endpoint.ok()) return endpoint.error();
-    http = *endpoint;
-  }
-  if (!opts.httpsAddress.empty()) {
-    auto endpoint = parseListenAddress(opts.httpsAddress, "--ingress-https-address");
-    if (!endpoint.ok()) return endpoint.error();
-    https = *endpoint;
-    if (!certificates) {
-      auto pem = tls::generateSelfSignedCertificate();
-      if (!pem.ok()) return pem.error().withContext("the default certificate");
-      auto built = tls::CertificateSet::build(
-          {}, {"default certificate", {}, pem->certificatePem, pem->privateKeyPem},
-          std::chrono::system_clock::now());
-      if (!built.ok()) return built.error().withContext("the default certificate");
-      certificates = built->set;
-    }
+  const std::optional<tcp::endpoint>& http = opts.httpAddress;
+  const std::optional<tcp::endpoint>& https = opts.httpsAddress;
+  if (https) {
+    if (!certificates) return Error("an HTTPS listener needs certificates");
     auto keys = tls::TicketKeys::create();
     if (!keys.ok()) return keys.error().withContext("TLS session ticket keys");
     server->ticketKeys_ = std::move(keys).value();
@@ -975,8 +936,7 @@ Result<std::unique_ptr<IngressServer>> IngressServer::start(
     worker->balancer.setTable(table);
     // Port 0: the first worker's port, so that every worker shares it (SO_REUSEPORT).
     if (http) {
-      auto acceptor =
-          listenReusePort(*worker->io, i == 0 ? *http : server->httpEndpoint_, opts.httpAddress);
+      auto acceptor = listenReusePort(*worker->io, i == 0 ? *http : server->httpEndpoint_);
       if (!acceptor.ok()) return acceptor.error();
       if (i == 0) server->httpEndpoint_ = acceptor->local_endpoint();
       worker->http.emplace(std::move(acceptor).value());
@@ -985,8 +945,7 @@ Result<std::unique_ptr<IngressServer>> IngressServer::start(
       auto context = tls::ServerContext::create({}, certificates, server->ticketKeys_);
       if (!context.ok()) return context.error().withContext("TLS");
       worker->tls = std::move(context).value();
-      auto acceptor =
-          listenReusePort(*worker->io, i == 0 ? *https : server->httpsEndpoint_, opts.httpsAddress);
+      auto acceptor = listenReusePort(*worker->io, i == 0 ? *https : server->httpsEndpoint_);
       if (!acceptor.ok()) return acceptor.error();
       if (i == 0) server->httpsEndpoint_ = acceptor->local_endpoint();
       worker->https.emplace(std::move(acceptor).value());

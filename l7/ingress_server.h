@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,9 +28,10 @@
 namespace capstan::l7 {
 
 struct IngressOptions {
-  std::string httpAddress = "0.0.0.0:80";    // "host:port"; empty: no HTTP listener
-  std::string httpsAddress = "0.0.0.0:443";  // "host:port"; empty: no HTTPS listener
-  unsigned workers = 0;                      // 0: one per core
+  // The listeners (port 0: any free port, the same for every worker); none: no such listener.
+  std::optional<boost::asio::ip::tcp::endpoint> httpAddress;
+  std::optional<boost::asio::ip::tcp::endpoint> httpsAddress;
+  unsigned workers = 0;  // 0: one per core
   http1::Limits limits;
   // A request head must arrive whole within headerTimeout of its first byte (slowloris).
   std::chrono::milliseconds headerTimeout{10'000};
@@ -77,8 +79,8 @@ struct IngressCounters {
 class IngressServer {
  public:
   // Binds every worker's listeners and starts the workers. Errors name the address. With an
-  // HTTPS listener, `certificates` is what handshakes choose from (null: a self-signed default
-  // certificate alone, until publishCertificates()).
+  // HTTPS listener, `certificates` (required) is what handshakes choose from until
+  // publishCertificates().
   static Result<std::unique_ptr<IngressServer>> start(
       IngressOptions options, std::shared_ptr<const RouteTable> table,
       std::shared_ptr<const tls::CertificateSet> certificates = nullptr);
@@ -110,9 +112,5 @@ class IngressServer {
   boost::asio::ip::tcp::endpoint httpEndpoint_;
   boost::asio::ip::tcp::endpoint httpsEndpoint_;
 };
-
-// "host:port" (IPv6 as "[::]:80") to an endpoint; the error names `what`.
-Result<boost::asio::ip::tcp::endpoint> parseListenAddress(const std::string& text,
-                                                          const std::string& what);
 
 }  // namespace capstan::l7

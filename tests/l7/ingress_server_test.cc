@@ -32,6 +32,9 @@ using test::serviceBackend;
 using test::TestService;
 using namespace std::chrono_literals;
 
+const boost::asio::ip::tcp::endpoint kLoopbackAnyPort(boost::asio::ip::make_address("127.0.0.1"),
+                                                      0);
+
 // Polls `condition` every 10 ms for up to `limit`.
 template <class F>
 bool eventually(F condition, std::chrono::milliseconds limit = 3s) {
@@ -84,8 +87,7 @@ class IngressServerTest : public ::testing::Test {
 
   void start(IngressOptions options = {},
              std::shared_ptr<const tls::CertificateSet> certificates = nullptr) {
-    options.httpAddress = "127.0.0.1:0";
-    if (options.httpsAddress == IngressOptions().httpsAddress) options.httpsAddress = "";
+    options.httpAddress = kLoopbackAnyPort;
     if (options.workers == 0) options.workers = 2;
     auto server = IngressServer::start(options, table(), certificates);
     ASSERT_TRUE(server.ok()) << server.error().message();
@@ -388,7 +390,7 @@ TEST_F(IngressServerTest, HttpsChoosesTheCertificateBySniAndResumesSessions) {
   auto built = tls::CertificateSet::build(sources, fallback, std::chrono::system_clock::now());
   ASSERT_TRUE(built.ok()) << built.error().message();
   IngressOptions options;
-  options.httpsAddress = "127.0.0.1:0";
+  options.httpsAddress = kLoopbackAnyPort;
   start(options, built->set);
   const uint16_t port = server_->httpsEndpoint().port();
   ASSERT_NE(port, 0);
