@@ -5,6 +5,7 @@
 #include <string>
 #include <utility>
 
+#include "l7/http1/grammar.h"
 #include "model/hash.h"
 
 namespace capstan::l7 {
@@ -32,12 +33,6 @@ uint32_t maglevSize(size_t endpoints) {
   return n;
 }
 
-std::string_view trimSpaces(std::string_view text) {
-  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
-  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
-  return text;
-}
-
 // RFC 6265 5.4: the Cookie header is "name=value" pairs separated by "; "; a client may send
 // several Cookie fields (HTTP/2 splits them), so every one is searched.
 std::optional<std::string_view> findCookie(std::span<const http1::Header> headers,
@@ -47,11 +42,11 @@ std::optional<std::string_view> findCookie(std::span<const http1::Header> header
     std::string_view rest = header.value;
     while (!rest.empty()) {
       size_t end = rest.find(';');
-      std::string_view pair = trimSpaces(rest.substr(0, end));
+      std::string_view pair = http1::trimOws(rest.substr(0, end));
       rest = end == std::string_view::npos ? std::string_view() : rest.substr(end + 1);
       size_t eq = pair.find('=');
       if (eq == std::string_view::npos) continue;
-      if (trimSpaces(pair.substr(0, eq)) == name) return trimSpaces(pair.substr(eq + 1));
+      if (http1::trimOws(pair.substr(0, eq)) == name) return http1::trimOws(pair.substr(eq + 1));
     }
   }
   return std::nullopt;

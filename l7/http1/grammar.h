@@ -1,6 +1,7 @@
 // The character classes and small grammar pieces of RFC 9110 5.5/5.6 and RFC 3986 that the
-// HTTP/1.1 codec's parts share (message.cc, chunked.cc, forward.cc). Internal to l7/http1: the
-// ingress includes message.h, chunked.h and forward.h.
+// HTTP/1.1 codec's parts share (message.cc, chunked.cc, forward.cc). Internal to l7/: the request
+// path includes message.h, chunked.h and forward.h; the load-balancing annotation and cookies
+// (load_balance.cc, balancer.cc) use the token and OWS rules from here.
 #pragma once
 
 #include <array>
