@@ -326,6 +326,15 @@ Status applyConfigFile(const std::string& path, Config& config) {
     }
     return v.asBool();
   };
+  auto integer = [&](const Value& v, const std::string& field, int64_t min,
+                     uint64_t max) -> Result<uint64_t> {
+    if (v.type() != Value::Type::kInt || v.asInt() < min ||
+        static_cast<uint64_t>(v.asInt()) > max) {
+      return Error(where(field) + ": expected an integer from " + std::to_string(min) + " to " +
+                   std::to_string(max));
+    }
+    return static_cast<uint64_t>(v.asInt());
+  };
   auto duration = [&](const Value& v,
                       const std::string& field) -> Result<std::chrono::nanoseconds> {
     auto s = str(v, field);
@@ -405,10 +414,7 @@ Status applyConfigFile(const std::string& path, Config& config) {
     } else if (key == "ingressClass") {
       CAPSTAN_TRY(config.ingressClass, str(v, key));
     } else if (key == "manifestMaxFileSize") {
-      if (v.type() != Value::Type::kInt || v.asInt() <= 0) {
-        return Error(where(key) + ": expected a positive number of bytes");
-      }
-      config.manifestMaxFileBytes = static_cast<size_t>(v.asInt());
+      CAPSTAN_TRY(config.manifestMaxFileBytes, integer(v, key, 1, INT64_MAX));
     } else if (key == "dpdk") {
       // Capstan's own section (capstan.io/v1alpha1): the --dpdk-* flags without the prefix.
       if (v.isNull()) continue;
@@ -421,14 +427,10 @@ Status applyConfigFile(const std::string& path, Config& config) {
           CAPSTAN_TRY(config.dpdk.port, str(sv, field));
         } else if (sub == "exceptionPort") {
           CAPSTAN_TRY(config.dpdk.exceptionPort, str(sv, field));
-        } else if (sub == "workers" || sub == "exitWhenIdle") {
-          if (sv.type() != Value::Type::kInt || sv.asInt() < (sub == "workers" ? 1 : 0) ||
-              sv.asInt() > int64_t{UINT32_MAX}) {
-            return Error(where(field) + (sub == "workers" ? ": expected a positive integer"
-                                                          : ": expected a count of polls"));
-          }
-          (sub == "workers" ? config.dpdk.workers : config.dpdk.exitWhenIdlePolls) =
-              static_cast<uint32_t>(sv.asInt());
+        } else if (sub == "workers") {
+          CAPSTAN_TRY(config.dpdk.workers, integer(sv, field, 1, UINT32_MAX));
+        } else if (sub == "exitWhenIdle") {
+          CAPSTAN_TRY(config.dpdk.exitWhenIdlePolls, integer(sv, field, 0, UINT32_MAX));
         } else if (sub == "natAddresses") {
           std::vector<std::string> items;
           CAPSTAN_TRY(items, stringList(sv, field));
@@ -454,15 +456,6 @@ Status applyConfigFile(const std::string& path, Config& config) {
       Config::Ingress& in = config.ingress;
       for (const auto& [sub, sv] : v.asObject()) {
         std::string field = key + "." + sub;
-        // (Not capturing the structured binding: clang 14, the fuzz preset's, does not allow it.)
-        const Value& value = sv;
-        auto count = [&](uint64_t max) -> Result<uint64_t> {
-          if (value.type() != Value::Type::kInt || value.asInt() < 0 ||
-              static_cast<uint64_t>(value.asInt()) > max) {
-            return Error(where(field) + ": expected a number from 0 to " + std::to_string(max));
-          }
-          return static_cast<uint64_t>(value.asInt());
-        };
         if (sub == "enabled") {
           CAPSTAN_TRY(in.enabled, boolean(sv, field));
         } else if (sub == "httpAddress") {
@@ -470,7 +463,7 @@ Status applyConfigFile(const std::string& path, Config& config) {
         } else if (sub == "httpsAddress") {
           CAPSTAN_TRY(in.httpsAddress, str(sv, field));
         } else if (sub == "workers") {
-          CAPSTAN_TRY(in.workers, count(1024));
+          CAPSTAN_TRY(in.workers, integer(sv, field, 0, 1024));
         } else if (sub == "headerTimeout") {
           CAPSTAN_TRY(in.headerTimeout, duration(sv, field));
         } else if (sub == "idleTimeout") {
@@ -480,9 +473,9 @@ Status applyConfigFile(const std::string& path, Config& config) {
         } else if (sub == "upstreamResponseTimeout") {
           CAPSTAN_TRY(in.upstreamResponseTimeout, duration(sv, field));
         } else if (sub == "maxBodySize") {
-          CAPSTAN_TRY(in.maxBodyBytes, count(UINT64_MAX >> 1));
+          CAPSTAN_TRY(in.maxBodyBytes, integer(sv, field, 0, INT64_MAX));
         } else if (sub == "maxConnections") {
-          CAPSTAN_TRY(in.maxConnections, count(UINT32_MAX));
+          CAPSTAN_TRY(in.maxConnections, integer(sv, field, 0, UINT32_MAX));
         } else {
           return Error(where(field) + ": unknown field");
         }
