@@ -509,7 +509,9 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
         worker_.add(timeout ? kUpstreamResponseTimeouts : kUpstreamBadResponses);
         finish(std::move(lease), Balancer::Outcome::kFailure, Clock::now());
         upstream_.reset();
-        co_return co_await answerLocal(timeout ? 504 : 502, true, request.method);
+        // The whole request went upstream, so the client's next request starts cleanly: its
+        // connection stays open as it asked.
+        co_return co_await answerLocal(timeout ? 504 : 502, !request.keepAlive, request.method);
       }
       break;
     }

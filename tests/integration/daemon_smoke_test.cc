@@ -33,6 +33,7 @@
 #include "control/document_reader.h"
 #include "control/manifest/manifest_source.h"
 #include "tests/support/child_process.h"
+#include "tests/support/http_load.h"
 #include "tests/support/http_peers.h"
 #include "tests/support/loopback_http.h"
 #include "tests/support/prometheus_text.h"
@@ -89,6 +90,44 @@ void expectNoSanitizerReport(const std::string& output, const std::string& what)
   }
 }
 
+// Manifests of the ingress cases: Service "web" (port 80 -> `port`), its EndpointSlice with
+// `ips`, and Ingress "site" routing web.example.com (and `extraHosts`) to it, with an optional
+// load-balancing annotation.
+std::string webServiceYaml(const std::string& port) {
+  return "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  namespace: default\nspec:\n"
+         "  clusterIP: 10.96.0.20\n  ports:\n  - name: http\n    port: 80\n    targetPort: " +
+         port + "\n";
+}
+std::string webSliceYaml(const std::string& port, const std::vector<std::string>& ips) {
+  std::string out =
+      "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: web-1\n"
+      "  namespace: default\n  labels:\n    kubernetes.io/service-name: web\n"
+      "addressType: IPv4\nendpoints:\n";
+  for (const std::string& ip : ips) {
+    out += "- addresses: [\"" + ip + "\"]\n  conditions: {ready: true}\n";
+  }
+  return out + "ports:\n- name: http\n  port: " + port + "\n  protocol: TCP\n";
+}
+std::string siteIngressYaml(const std::vector<std::string>& extraHosts = {},
+                            const std::string& loadBalance = "") {
+  std::string out =
+      "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: site\n"
+      "  namespace: default\n";
+  if (!loadBalance.empty()) {
+    out += "  annotations:\n    capstan.io/load-balance: " + loadBalance + "\n";
+  }
+  out += "spec:\n  ingressClassName: capstan\n  rules:\n";
+  std::vector<std::string> hosts = {"web.example.com"};
+  hosts.insert(hosts.end(), extraHosts.begin(), extraHosts.end());
+  for (const std::string& host : hosts) {
+    out += "  - host: " + host +
+           "\n    http:\n      paths:\n      - path: /\n"
+           "        pathType: Prefix\n        backend:\n          service:\n"
+           "            name: web\n            port: {number: 80}\n";
+  }
+  return out;
+}
+
 class DaemonSmokeTest : public testing::Test {
  protected:
   void SetUp() override {
@@ -120,6 +159,18 @@ class DaemonSmokeTest : public testing::Test {
   }
 
   std::string path(const std::string& rel) const { return root_ + "/" + rel; }
+
+  // The standalone L7 load balancer on a free port (set in `ingressPort`) with web's Service, a
+  // slice naming 127.0.0.2 and Ingress "site" (the manifests below), upstreams on `port`.
+  void startIngress(const std::string& port, uint16_t& ingressPort) {
+    ASSERT_NO_FATAL_FAILURE(write("manifests/web.yaml", webServiceYaml(port)));
+    ASSERT_NO_FATAL_FAILURE(write("manifests/web-slice.yaml", webSliceYaml(port, {"127.0.0.2"})));
+    ASSERT_NO_FATAL_FAILURE(write("manifests/ingress.yaml", siteIngressYaml()));
+    ingressPort = freePorts(1).at(0);
+    ASSERT_NO_FATAL_FAILURE(startDaemon({"--ingress", "--ingress-http-address",
+                                         "127.0.0.1:" + std::to_string(ingressPort),
+                                         "--ingress-https-address", "", "--ingress-workers", "2"}));
+  }
 
   void write(const std::string& rel, const std::string& content) const {
     std::string full = path(rel);
@@ -662,29 +713,8 @@ TEST_F(DaemonSmokeTest, IngressServesManifestRoutesAndFollowsEndpointsWithoutDro
   support::HttpUpstream a("a", "127.0.0.2");
   support::HttpUpstream b("b", "127.0.0.3", a.port());
   const std::string port = std::to_string(a.port());
-  auto slice = [&](const std::string& ip) {
-    return "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: web-1\n"
-           "  namespace: default\n  labels:\n    kubernetes.io/service-name: web\n"
-           "addressType: IPv4\nendpoints:\n- addresses: [\"" +
-           ip +
-           "\"]\n"
-           "  conditions: {ready: true}\nports:\n- name: http\n  port: " +
-           port + "\n  protocol: TCP\n";
-  };
-  write("manifests/web.yaml",
-        "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  namespace: default\nspec:\n"
-        "  clusterIP: 10.96.0.20\n  ports:\n  - name: http\n    port: 80\n    targetPort: " +
-            port + "\n");
-  write("manifests/web-slice.yaml", slice("127.0.0.2"));
-  write("manifests/ingress.yaml",
-        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: site\n"
-        "  namespace: default\nspec:\n  ingressClassName: capstan\n  rules:\n"
-        "  - host: web.example.com\n    http:\n      paths:\n      - path: /\n"
-        "        pathType: Prefix\n        backend:\n          service:\n"
-        "            name: web\n            port: {number: 80}\n");
-  const uint16_t ingressPort = freePorts(1).at(0);
-  startDaemon({"--ingress", "--ingress-http-address", "127.0.0.1:" + std::to_string(ingressPort),
-               "--ingress-https-address", "", "--ingress-workers", "2"});
+  uint16_t ingressPort = 0;
+  ASSERT_NO_FATAL_FAILURE(startIngress(port, ingressPort));
   auto upstreamOf = [](const std::optional<support::HttpClient::Response>& r) {
     return r ? r->body().substr(0, r->body().find('\n')) : std::string("(none)");
   };
@@ -699,7 +729,7 @@ TEST_F(DaemonSmokeTest, IngressServesManifestRoutesAndFollowsEndpointsWithoutDro
                 ->result_int(),
             404);
 
-  write("manifests/web-slice.yaml", slice("127.0.0.3"));
+  write("manifests/web-slice.yaml", webSliceYaml(port, {"127.0.0.3"}));
   ASSERT_TRUE(waitFor([&] {
     return upstreamOf(support::HttpClient(ingressPort).request(request)) == "upstream: b";
   }));
@@ -710,6 +740,56 @@ TEST_F(DaemonSmokeTest, IngressServesManifestRoutesAndFollowsEndpointsWithoutDro
   EXPECT_GE(metricValue(metrics->body, "capstan_ingress_requests_total").value_or(0), 4);
   EXPECT_GE(metricValue(metrics->body, "capstan_ingress_route_table_builds_total").value_or(0), 2);
   EXPECT_EQ(metricValue(metrics->body, "capstan_ingress_routes").value_or(-1), 1);
+}
+
+// Manifests changing under load: endpoints added and removed (the removed ones still serve, as a
+// terminating pod does), hosts added, the load-balancing policy switched, and a broken file
+// written once (the last good state must stay) while clients keep sending: not one request fails.
+TEST_F(DaemonSmokeTest, IngressManifestChangesUnderLoadFailNoRequest) {
+  support::HttpUpstream a("a", "127.0.0.2");
+  support::HttpUpstream b("b", "127.0.0.3", a.port());
+  support::HttpUpstream c("c", "127.0.0.4", a.port());
+  const std::string port = std::to_string(a.port());
+  uint16_t ingressPort = 0;
+  ASSERT_NO_FATAL_FAILURE(startIngress(port, ingressPort));
+  ASSERT_TRUE(waitFor([&] {
+    auto r = support::HttpClient(ingressPort).request(support::getRequest("web.example.com", "/"));
+    return r && r->result_int() == 200;
+  }));
+
+  support::LoadClients load(ingressPort, "web.example.com", 3);
+  ASSERT_TRUE(load.waitForMore(100));
+  const std::vector<std::vector<std::string>> endpointSets = {
+      {"127.0.0.2", "127.0.0.3"}, {"127.0.0.3"}, {"127.0.0.3", "127.0.0.4"}, {"127.0.0.4"}};
+  const std::vector<std::string> policies = {"round-robin", "", "hash-client-ip", "least-request"};
+  const auto builds = [&] {
+    auto metrics = httpGet(metricsPort_, "/metrics");
+    return metrics
+               ? metricValue(metrics->body, "capstan_ingress_route_table_builds_total").value_or(0)
+               : 0;
+  };
+  for (size_t i = 0; i < endpointSets.size(); ++i) {
+    const double before = builds();
+    write("manifests/web-slice.yaml", webSliceYaml(port, endpointSets[i]));
+    write("manifests/ingress.yaml",
+          siteIngressYaml({"extra-" + std::to_string(i) + ".example.com"}, policies[i]));
+    ASSERT_TRUE(waitFor([&] { return builds() > before; })) << "change " << i;
+    ASSERT_TRUE(load.waitForMore(100)) << "change " << i;
+  }
+  // A broken manifest: reported, and the routes of the last good state stay.
+  write("manifests/ingress.yaml", "apiVersion: networking.k8s.io/v1\nkind: Ingress\nspec: [\n");
+  ASSERT_TRUE(load.waitForMore(100));
+  // Only c, the last good endpoint set, answers now.
+  const uint64_t aBefore = load.answeredBy("upstream: a");
+  const uint64_t bBefore = load.answeredBy("upstream: b");
+  ASSERT_TRUE(load.waitForMore(200));
+  load.stop();
+  EXPECT_EQ(load.failed(), 0u) << ::testing::PrintToString(load.failures());
+  EXPECT_EQ(load.answeredBy("upstream: a"), aBefore);
+  EXPECT_EQ(load.answeredBy("upstream: b"), bBefore);
+  EXPECT_GT(load.answeredBy("upstream: c"), 200u);
+  EXPECT_GT(load.answeredBy("upstream: a"), 0u);
+  EXPECT_GT(load.answeredBy("upstream: b"), 0u);
 }
 
 }  // namespace

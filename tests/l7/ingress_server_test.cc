@@ -55,11 +55,9 @@ std::string bodyOf(const std::optional<HttpClient::Response>& response) {
 class IngressServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    web_.push_back(std::make_unique<HttpUpstream>("web-1", "127.0.0.2"));
-    const uint16_t port = web_[0]->port();
-    web_.push_back(std::make_unique<HttpUpstream>("web-2", "127.0.0.3", port));
-    web_.push_back(std::make_unique<HttpUpstream>("web-3", "127.0.0.4", port));
-    api_ = std::make_unique<HttpUpstream>("api-1", "127.0.0.5", port);
+    web_ = support::upstreamsOnOnePort({"web-1", "web-2", "web-3", "api-1"});
+    api_ = std::move(web_.back());
+    web_.pop_back();
   }
 
   std::shared_ptr<const RouteTable> table(const std::string& webPolicy = "",

@@ -97,6 +97,17 @@ struct HttpUpstream::Impl {
         }
         break;
       }
+      if (target == "/die-before-head") break;  // closes without a byte of answer
+      if (target.starts_with("/die-mid-body/")) {
+        // Promises N bytes, sends half of them, and resets the connection.
+        const size_t n = std::stoull(target.substr(14));
+        asio::write(socket,
+                    asio::buffer("HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(n) +
+                                 "\r\n\r\n" + std::string(n / 2, 'x')),
+                    ec);
+        socket.set_option(asio::socket_base::linger(true, 0), ec);
+        break;
+      }
       if (target == "/until-close") {
         asio::write(socket,
                     asio::buffer("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n" + body), ec);
@@ -234,6 +245,17 @@ bool HttpClient::closedByPeer() {
   const bool closed = ec == asio::error::eof || ec == asio::error::connection_reset;
   socket_.close(ec);
   return closed;
+}
+
+std::vector<std::unique_ptr<HttpUpstream>> upstreamsOnOnePort(const std::vector<std::string>& names,
+                                                              int firstHost) {
+  std::vector<std::unique_ptr<HttpUpstream>> out;
+  for (size_t i = 0; i < names.size(); ++i) {
+    out.push_back(std::make_unique<HttpUpstream>(
+        names[i], "127.0.0." + std::to_string(firstHost + static_cast<int>(i)),
+        i == 0 ? 0 : out[0]->port()));
+  }
+  return out;
 }
 
 std::string getRequest(const std::string& host, const std::string& target,

@@ -24,6 +24,8 @@
 //   /close         answers, then closes the connection (no keep-alive)
 //   /big/N         a body of N bytes ('x'), with Content-Length
 //   /websocket     101 Switching Protocols, then echoes every byte back
+//   /die-before-head       closes the connection without answering
+//   /die-mid-body/N        promises N bytes (Content-Length), sends N/2, then resets (RST)
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -36,6 +38,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace capstan::support {
 
@@ -59,6 +62,11 @@ class HttpUpstream {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// One upstream per name on 127.0.0.<firstHost>, <firstHost + 1>, ..., all on the same port
+// number: several endpoints of one Service, as the ingress sees them.
+std::vector<std::unique_ptr<HttpUpstream>> upstreamsOnOnePort(const std::vector<std::string>& names,
+                                                              int firstHost = 2);
 
 // HttpClient: one client connection to 127.0.0.1:port. Every call is bounded by `timeout`; a call
 // that times out closes the connection and reports failure.
