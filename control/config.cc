@@ -9,6 +9,7 @@
 
 #include "control/document_reader.h"
 #include "control/kube_time.h"
+#include "model/go_duration.h"
 #include "control/proxier_factory.h"
 #include "control/status_server.h"
 

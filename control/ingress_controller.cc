@@ -71,8 +71,11 @@ Result<std::unique_ptr<IngressController>> IngressController::start(const Config
   spdlog::info("ingress: {} workers, HTTP on {}, HTTPS on {}", (*server)->workers(),
                config.ingress.httpAddress.empty() ? "(none)" : config.ingress.httpAddress,
                config.ingress.httpsAddress.empty() ? "(none)" : config.ingress.httpsAddress);
-  return std::unique_ptr<IngressController>(
+  std::unique_ptr<IngressController> controller(
       new IngressController(std::move(server).value(), std::move(fallback)));
+  controller->checker_ =
+      std::make_unique<l7::HealthChecker>([c = controller.get()] { c->healthChanged(); });
+  return controller;
 }
 
 void IngressController::buildCertificates(const ProxyState& state,
@@ -116,24 +119,47 @@ void IngressController::synced(const std::shared_ptr<const ProxyState>& state,
       changes.removed.empty()) {
     return;
   }
-  auto start = std::chrono::steady_clock::now();
-  std::shared_ptr<const l7::RouteTable> table = l7::RouteTable::build(*state);
-  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  server_->publish(table);
-  std::vector<std::string> problems = table->warnings();
+  std::vector<std::string> problems;
+  {
+    std::lock_guard lock(mutex_);
+    state_ = state;
+    problems = rebuild();
+  }
   if (changes.full || changes.ingressChanged) buildCertificates(*state, problems);
-  routes_ = table->routes().size();
-  backends_ = table->backends().size();
   warnings_ = problems.size();
-  builds_.fetch_add(1);
-  lastBuildSeconds_ = seconds;
   if (problems != lastWarnings_) {
     for (const std::string& problem : problems) spdlog::warn("ingress: {}", problem);
     lastWarnings_ = std::move(problems);
   }
+}
+
+std::vector<std::string> IngressController::rebuild() {
+  auto start = std::chrono::steady_clock::now();
+  const l7::HealthReport report = checker_->report();
+  std::shared_ptr<const l7::RouteTable> table = l7::RouteTable::build(*state_, &report);
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  server_->publish(table);
+  checker_->setTargets(l7::healthTargets(*table));
+  routes_ = table->routes().size();
+  backends_ = table->backends().size();
+  builds_.fetch_add(1);
+  lastBuildSeconds_ = seconds;
   spdlog::debug("ingress: generation {}: {} routes, {} backends, built in {:.3f} ms",
-                state->generation(), table->routes().size(), table->backends().size(),
+                state_->generation(), table->routes().size(), table->backends().size(),
                 seconds * 1e3);
+  return table->warnings();
+}
+
+void IngressController::healthChanged() {
+  std::lock_guard lock(mutex_);
+  if (!state_) return;  // no table yet: the first sync's build reads the report
+  const l7::HealthReport report = checker_->report();
+  spdlog::info(
+      "ingress: health checks: {} endpoint(s) down{}{}", report.down.size(),
+      report.down.empty() ? "" : ": ",
+      report.down.empty() ? "" : *report.down.begin() + (report.down.size() > 1 ? ", ..." : ""));
+  rebuild();
+  healthBuilds_.fetch_add(1);  // after the publish: a test may wait for it
 }
 
 std::vector<prometheus::MetricFamily> IngressController::collect() const {
@@ -204,6 +230,18 @@ std::vector<prometheus::MetricFamily> IngressController::collect() const {
           d(c.tlsResumed));
   counter("capstan_ingress_route_table_builds_total", "Route tables built and published",
           d(builds_.load()));
+  counter("capstan_ingress_health_rebuilds_total",
+          "Route tables rebuilt because active health checks found an endpoint down or back",
+          d(healthBuilds_.load()));
+  const l7::HealthChecker::Stats health = checker_->stats();
+  counter("capstan_ingress_health_checks_total", "Active health checks completed",
+          d(health.checks));
+  counter("capstan_ingress_health_check_failures_total", "Active health checks that failed",
+          d(health.failures));
+  gauge("capstan_ingress_health_check_targets", "Endpoints under active health checks",
+        d(health.targets));
+  gauge("capstan_ingress_endpoints_down", "Endpoints the active health checks found down",
+        d(health.down));
   gauge("capstan_ingress_route_table_build_seconds", "Time the last route table build took",
         lastBuildSeconds_.load());
   return out;

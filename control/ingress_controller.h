@@ -1,18 +1,23 @@
 // IngressController: the daemon's side of the L7 ingress (--ingress). Owns the IngressServer
-// (l7/ingress_server.h), rebuilds the route table from each new ProxyState whose ingress part or
-// endpoints changed, publishes it to the workers, and reports the ingress counters on /metrics.
+// (l7/ingress_server.h) and the active health checker (l7/health_checker.h), rebuilds the route
+// table from each new ProxyState whose ingress part or endpoints changed and whenever the health
+// checks find an endpoint down or back, publishes it to the workers, and reports the ingress
+// counters on /metrics.
 //
-// Called from the control thread, except collect() (the metrics server's thread).
+// Called from the control thread, except collect() (the metrics server's thread); the health
+// checker calls in from its own thread (a mutex orders the two builders).
 #pragma once
 
 #include <prometheus/metric_family.h>
 
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include "control/config.h"
+#include "l7/health_checker.h"
 #include "l7/ingress_server.h"
 #include "l7/tls/certificate_set.h"
 #include "model/proxy_state.h"
@@ -40,6 +45,10 @@ class IngressController {
 
   // The certificates of the Ingresses' spec.tls, when the ingress part changed.
   void buildCertificates(const ProxyState& state, std::vector<std::string>& problems);
+  // A route table from state_ and the health checks' report, published; the checker gets its
+  // targets. Holds mutex_. The route table's warnings.
+  std::vector<std::string> rebuild();
+  void healthChanged();  // the checker's thread
 
   std::unique_ptr<l7::IngressServer> server_;
   l7::tls::CertificateSource defaultCertificate_;
@@ -50,6 +59,11 @@ class IngressController {
   std::atomic<uint64_t> certificates_{0};
   std::atomic<uint64_t> builds_{0};
   std::atomic<double> lastBuildSeconds_{0};
+  std::atomic<uint64_t> healthBuilds_{0};
+  std::mutex mutex_;                         // orders rebuild() between the two threads
+  std::shared_ptr<const ProxyState> state_;  // the last synced state; guarded by mutex_
+  // Last member: destroyed (and its thread joined) first, so it never calls into the rest.
+  std::unique_ptr<l7::HealthChecker> checker_;
 };
 
 // The ingress options a Config gives (l7::IngressOptions).

@@ -17,13 +17,3 @@ std::optional<int64_t> parseRfc3339(std::string_view text);
 std::string formatGoTime(int64_t unixNanos);
 
 }  // namespace capstan::control
-
-namespace capstan::control {
-
-// Go's time.ParseDuration syntax: "300ms", "1.5h", "2h45m", "0". Units ns, us, µs, ms, s, m, h.
-std::optional<int64_t> parseGoDuration(std::string_view text);  // nanoseconds
-
-// The inverse, in Go's form: 1500000000 -> "1.5s", 90000000000 -> "1m30s".
-std::string formatGoDuration(int64_t nanos);
-
-}  // namespace capstan::control

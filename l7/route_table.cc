@@ -59,7 +59,8 @@ std::string_view canonicalHost(std::string_view host, std::span<char, kMaxHostLe
 // that every conflict resolves the same way on every node and every sync.
 class RouteTable::Builder {
  public:
-  Builder(const ProxyState& state, RouteTable& table) : state_(state), t_(table) {}
+  Builder(const ProxyState& state, const HealthReport* health, RouteTable& table)
+      : state_(state), health_(health), t_(table) {}
 
   void run() {
     t_.generation_ = state_.generation();
@@ -68,8 +69,10 @@ class RouteTable::Builder {
                      [](const auto& a, const auto& b) { return a->name < b->name; });
     // Routes point into policies_: no reallocation after this.
     t_.policies_.reserve(t_.ingresses_.size());
+    t_.healthPolicies_.reserve(t_.ingresses_.size());
     for (const auto& ingress : t_.ingresses_) {
       t_.policies_.push_back(policyOf(*ingress));
+      t_.healthPolicies_.push_back(healthPolicyOf(*ingress));
       addDefaultBackend(*ingress, t_.policies_.back());
       for (size_t r = 0; r < ingress->rules.size(); ++r) {
         for (size_t p = 0; p < ingress->rules[r].paths.size(); ++p) {
@@ -78,6 +81,7 @@ class RouteTable::Builder {
       }
       addTls(*ingress);
     }
+    if (health_ != nullptr) leaveOutDownEndpoints();
     // backends_ and routes_ are complete: their addresses are final.
     for (Route& route : t_.routes_) route.backend = &t_.backends_[routeBackends_[route.id]];
     if (defaultRoute_ != kNone) t_.defaultRoute_ = &t_.routes_[defaultRoute_];
@@ -101,6 +105,45 @@ class RouteTable::Builder {
     warn(ingress, "metadata.annotations[" + std::string(kLoadBalanceAnnotation) + "]",
          policy.error().message() + "; using " + fallback.toString());
     return fallback;
+  }
+
+  std::optional<HealthCheckPolicy> healthPolicyOf(const Ingress& ingress) {
+    auto policy = healthCheckPolicyOf(ingress);
+    if (policy) return *policy;
+    // The error names the annotation.
+    t_.warnings_.push_back("Ingress " + ingress.name.toString() + ": " + policy.error().message() +
+                           "; no health checks for its backends");
+    return std::nullopt;
+  }
+
+  // The backend's health-check policy: the first Ingress's (namespace/name order) that has one.
+  void checkHealth(const Ingress& ingress, Backend& backend) {
+    const std::optional<HealthCheckPolicy>& policy = t_.healthPolicies_.back();
+    if (!policy || !backend.found) return;
+    if (backend.healthCheck == nullptr) {
+      backend.healthCheck = &*policy;
+    } else if (*backend.healthCheck != *policy && warned_.insert({&ingress, backend.id}).second) {
+      warn(ingress, "metadata.annotations",
+           "the health checks of " + backend.servicePort.toString() +
+               " differ from another Ingress's, which comes first in namespace/name order and is "
+               "used");
+    }
+  }
+
+  // With a health report: the endpoints checked down leave their backends, unless all are down.
+  void leaveOutDownEndpoints() {
+    for (Backend& backend : t_.backends_) {
+      if (backend.healthCheck == nullptr) continue;
+      std::vector<RouteEndpoint> up;
+      for (const RouteEndpoint& e : backend.endpoints) {
+        (health_->isDown(backend.servicePort, e.ip, e.port) ? backend.down : up).push_back(e);
+      }
+      if (up.empty()) {
+        backend.down.clear();  // panic: all down, all kept
+        continue;
+      }
+      backend.endpoints = std::move(up);
+    }
   }
 
   uint32_t newRoute(const Ingress& ingress, const LoadBalancePolicy& policy, uint32_t backend) {
@@ -206,7 +249,8 @@ class RouteTable::Builder {
     const std::string key = ns + "/" + svc.name + ":" + (svc.portName.empty() ? "#" : "") + portRef;
     auto [it, fresh] = backendIds_.try_emplace(key, kNone);
     if (fresh) it->second = resolve(ns, svc, portRef);
-    const Backend& backend = t_.backends_[it->second];
+    Backend& backend = t_.backends_[it->second];
+    checkHealth(ingress, backend);
     if (!backend.found && warned_.insert({&ingress, it->second}).second) {
       const std::string service = ns + "/" + svc.name;
       std::string problem;
@@ -307,6 +351,7 @@ class RouteTable::Builder {
   }
 
   const ProxyState& state_;
+  const HealthReport* health_;
   RouteTable& t_;
   uint32_t nextVhost_ = kAnyHost + 1;
   uint32_t defaultRoute_ = kNone;
@@ -314,12 +359,15 @@ class RouteTable::Builder {
   std::vector<uint32_t> routeBackends_;              // per route: index in backends_
   std::map<std::string, uint32_t> backendIds_;       // "ns/service:port" as written -> backends_
   std::map<ServicePortName, uint32_t> resolvedIds_;  // found service port -> backends_
-  std::set<std::pair<const Ingress*, uint32_t>> warned_;  // unresolved backends reported
+  // (Ingress, backend) pairs reported: an unresolved backend, or a found one whose health-check
+  // policy differs from the one used.
+  std::set<std::pair<const Ingress*, uint32_t>> warned_;
 };
 
-std::shared_ptr<const RouteTable> RouteTable::build(const ProxyState& state) {
+std::shared_ptr<const RouteTable> RouteTable::build(const ProxyState& state,
+                                                    const HealthReport* health) {
   std::shared_ptr<RouteTable> table(new RouteTable());
-  Builder(state, *table).run();
+  Builder(state, health, *table).run();
   return table;
 }
 

@@ -26,15 +26,20 @@
 //   wins" (ingress-nginx's rule) is approximated by name order.
 // - defaultBackend: the first Ingress in namespace/name order that has one provides it; the
 //   others are reported.
+// - Active health checks (l7/health_policy.h): a backend takes the policy of the first Ingress in
+//   namespace/name order that routes to it and has one; the endpoints a HealthReport says are
+//   down leave its endpoint list, unless all of them are down.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "l7/health_policy.h"
 #include "l7/load_balance.h"
 #include "l7/string_index.h"
 #include "model/ingress.h"
@@ -65,6 +70,11 @@ struct Backend {
   // the Cluster set (ready endpoints, topology hints applied, serving-terminating ones when none
   // is ready), or the Local set for a family whose internalTrafficPolicy is Local. IPv4 first.
   std::vector<RouteEndpoint> endpoints;
+  // The health-check policy of the backend; null: not checked.
+  const HealthCheckPolicy* healthCheck = nullptr;
+  // Ready endpoints left out of `endpoints` because the checks found them down (they are still
+  // checked, to come back).
+  std::vector<RouteEndpoint> down;
 };
 
 struct Route {
@@ -98,8 +108,10 @@ std::string_view canonicalHost(std::string_view host, std::span<char, kMaxHostLe
 
 class RouteTable {
  public:
-  // Never fails: what cannot be routed is reported in warnings() and the rest works.
-  static std::shared_ptr<const RouteTable> build(const ProxyState& state);
+  // Never fails: what cannot be routed is reported in warnings() and the rest works. `health`:
+  // the endpoints active health checks found down (none when null).
+  static std::shared_ptr<const RouteTable> build(const ProxyState& state,
+                                                 const HealthReport* health = nullptr);
 
   RouteTable(const RouteTable&) = delete;
   RouteTable& operator=(const RouteTable&) = delete;
@@ -142,8 +154,9 @@ class RouteTable {
   static constexpr uint32_t kPrefixOnTheWay = StringIndex::kNotFound - 1;
 
   uint64_t generation_ = 0;
-  std::vector<std::shared_ptr<const Ingress>> ingresses_;  // keeps Route::ingress alive
-  std::vector<LoadBalancePolicy> policies_;                // one per ingresses_ entry
+  std::vector<std::shared_ptr<const Ingress>> ingresses_;         // keeps Route::ingress alive
+  std::vector<LoadBalancePolicy> policies_;                       // one per ingresses_ entry
+  std::vector<std::optional<HealthCheckPolicy>> healthPolicies_;  // one per ingresses_ entry
   std::vector<Backend> backends_;
   std::vector<Route> routes_;
   std::vector<TlsEntry> tls_;

@@ -1,4 +1,5 @@
 #include "control/kube_time.h"
+#include "model/go_duration.h"
 
 #include <gtest/gtest.h>
 

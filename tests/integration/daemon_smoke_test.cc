@@ -23,6 +23,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <optional>
 #include <regex>
 #include <sstream>
@@ -92,7 +93,7 @@ void expectNoSanitizerReport(const std::string& output, const std::string& what)
 
 // Manifests of the ingress cases: Service "web" (port 80 -> `port`), its EndpointSlice with
 // `ips`, and Ingress "site" routing web.example.com (and `extraHosts`) to it, with an optional
-// load-balancing annotation.
+// `annotations`.
 std::string webServiceYaml(const std::string& port) {
   return "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  namespace: default\nspec:\n"
          "  clusterIP: 10.96.0.20\n  ports:\n  - name: http\n    port: 80\n    targetPort: " +
@@ -109,13 +110,12 @@ std::string webSliceYaml(const std::string& port, const std::vector<std::string>
   return out + "ports:\n- name: http\n  port: " + port + "\n  protocol: TCP\n";
 }
 std::string siteIngressYaml(const std::vector<std::string>& extraHosts = {},
-                            const std::string& loadBalance = "") {
+                            const std::map<std::string, std::string>& annotations = {}) {
   std::string out =
       "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: site\n"
       "  namespace: default\n";
-  if (!loadBalance.empty()) {
-    out += "  annotations:\n    capstan.io/load-balance: " + loadBalance + "\n";
-  }
+  if (!annotations.empty()) out += "  annotations:\n";
+  for (const auto& [key, value] : annotations) out += "    " + key + ": \"" + value + "\"\n";
   out += "spec:\n  ingressClassName: capstan\n  rules:\n";
   std::vector<std::string> hosts = {"web.example.com"};
   hosts.insert(hosts.end(), extraHosts.begin(), extraHosts.end());
@@ -771,8 +771,8 @@ TEST_F(DaemonSmokeTest, IngressManifestChangesUnderLoadFailNoRequest) {
   for (size_t i = 0; i < endpointSets.size(); ++i) {
     const double before = builds();
     write("manifests/web-slice.yaml", webSliceYaml(port, endpointSets[i]));
-    write("manifests/ingress.yaml",
-          siteIngressYaml({"extra-" + std::to_string(i) + ".example.com"}, policies[i]));
+    write("manifests/ingress.yaml", siteIngressYaml({"extra-" + std::to_string(i) + ".example.com"},
+                                                    {{"capstan.io/load-balance", policies[i]}}));
     ASSERT_TRUE(waitFor([&] { return builds() > before; })) << "change " << i;
     ASSERT_TRUE(load.waitForMore(100)) << "change " << i;
   }
@@ -790,6 +790,53 @@ TEST_F(DaemonSmokeTest, IngressManifestChangesUnderLoadFailNoRequest) {
   EXPECT_GT(load.answeredBy("upstream: c"), 200u);
   EXPECT_GT(load.answeredBy("upstream: a"), 0u);
   EXPECT_GT(load.answeredBy("upstream: b"), 0u);
+}
+
+// Active health checks asked for by annotation: an endpoint that stops answering leaves the
+// route table before any request finds out (no connect failure), and comes back when it answers.
+TEST_F(DaemonSmokeTest, IngressHealthChecksTakeADeadEndpointOutAndBringItBack) {
+  support::HttpUpstream a("a", "127.0.0.2");
+  auto b = std::make_unique<support::HttpUpstream>("b", "127.0.0.3", a.port());
+  const std::string port = std::to_string(a.port());
+  uint16_t ingressPort = 0;
+  ASSERT_NO_FATAL_FAILURE(startIngress(port, ingressPort));
+  write("manifests/web-slice.yaml", webSliceYaml(port, {"127.0.0.2", "127.0.0.3"}));
+  write("manifests/ingress.yaml", siteIngressYaml({}, {{"capstan.io/health-check-path", "/ok"},
+                                                       {"capstan.io/health-check-interval", "50ms"},
+                                                       {"capstan.io/health-check-unhealthy-"
+                                                        "threshold",
+                                                        "1"},
+                                                       {"capstan.io/health-check-healthy-"
+                                                        "threshold",
+                                                        "1"}}));
+  auto metric = [&](const std::string& name) {
+    auto metrics = httpGet(metricsPort_, "/metrics");
+    return metrics ? metricValue(metrics->body, name).value_or(-1) : -1;
+  };
+  ASSERT_TRUE(waitFor([&] { return metric("capstan_ingress_health_check_targets") == 2; }));
+  ASSERT_TRUE(waitFor([&] { return b->requests() > 0; }));
+
+  b.reset();
+  ASSERT_TRUE(waitFor([&] { return metric("capstan_ingress_endpoints_down") == 1; }));
+  // The table without b reaches the workers right after the rebuild that counted it.
+  ASSERT_TRUE(waitFor([&] { return metric("capstan_ingress_health_rebuilds_total") >= 1; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  const double failuresBefore = metric("capstan_ingress_upstream_connect_failures_total");
+  support::HttpClient client(ingressPort);
+  for (int i = 0; i < 40; ++i) {
+    auto r = client.request(support::getRequest("web.example.com", "/"));
+    ASSERT_TRUE(r) << i;
+    EXPECT_EQ(r->result_int(), 200) << i;
+    EXPECT_TRUE(r->body().starts_with("upstream: a")) << r->body();
+  }
+  EXPECT_EQ(metric("capstan_ingress_upstream_connect_failures_total"), failuresBefore);
+
+  support::HttpUpstream back("b", "127.0.0.3", a.port());
+  ASSERT_TRUE(waitFor([&] { return metric("capstan_ingress_endpoints_down") == 0; }));
+  ASSERT_TRUE(waitFor([&] {
+    auto r = client.request(support::getRequest("web.example.com", "/"));
+    return r && r->body().starts_with("upstream: b");
+  }));
 }
 
 }  // namespace
