@@ -25,6 +25,10 @@ std::vector<ResourceSpec> capstanResources(const std::string& nodeName) {
   };
 }
 
+std::vector<ApiWrite> capstanApiWrites() {
+  return {{"networking.k8s.io", "ingresses/status", "patch"}};
+}
+
 Backoff::Backoff(std::chrono::nanoseconds initial, std::chrono::nanoseconds max,
                  std::chrono::nanoseconds resetAfter, uint64_t seed)
     : initial_(initial), max_(max), resetAfter_(resetAfter), current_(initial), random_(seed) {}

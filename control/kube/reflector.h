@@ -60,6 +60,18 @@ inline constexpr std::string_view kProxyLabelSelector =
 // kube-proxy's node informer).
 std::vector<ResourceSpec> capstanResources(const std::string& nodeName);
 
+// A write the API client makes: what the ClusterRole in deploy/ must grant beyond list and
+// watch of capstanResources() (tests/deploy checks the grant is exactly these two lists).
+struct ApiWrite {
+  std::string group;     // API group; "" for the core group
+  std::string resource;  // with its subresource: "ingresses/status"
+  std::string verb;      // "patch"
+};
+
+// The Ingress status write-back (PATCH .../ingresses/{name}/status, a merge patch). A writer
+// added to the client must be listed here, and the status writer must use this entry.
+std::vector<ApiWrite> capstanApiWrites();
+
 // The backoff of client-go's reflector (wait.NewExponentialBackoffManager(800ms, 30s, 2m, 2.0,
 // 1.0)): each wait is d plus up to d of jitter, d doubling from `initial` to `max`; d starts over
 // after `resetAfter` without a backoff.
