@@ -154,6 +154,14 @@ namespace {
 
 using Worker = IngressServer::Worker;
 
+// Plain TCP sockets (client and upstream) are in non-blocking mode: the request path reads and
+// writes them directly when they are ready, and goes through the scheduler only to wait. An
+// Asio async operation costs a handler, a post and a trip through the run loop even when its
+// speculative syscall succeeds; most writes and the read after a readiness wait need no wait.
+template <class Stream>
+constexpr bool kPlain = std::is_same_v<Stream, tcp::socket>;
+
+// Reads what the stream has into `buffer`, waiting until it has something.
 template <class Stream>
 awaitable<std::pair<error_code, size_t>> readSome(Stream& stream, ByteBuffer& buffer) {
   size_t room = 0;
@@ -165,10 +173,45 @@ awaitable<std::pair<error_code, size_t>> readSome(Stream& stream, ByteBuffer& bu
   co_return std::pair{ec, n};
 }
 
+// Reads what a plain socket has now into `buffer`, without waiting: would_block when nothing.
+size_t readNow(tcp::socket& socket, ByteBuffer& buffer, error_code& ec) {
+  size_t room = 0;
+  char* p = buffer.prepare(kReadChunk, room);
+  size_t n = socket.read_some(asio::buffer(p, room), ec);
+  buffer.commit(n);
+  return n;
+}
+
+// What is left of a sequence of at most two buffers once its first `n` bytes went out.
+template <class Buffers>
+std::array<asio::const_buffer, 2> remainderAfter(const Buffers& buffers, size_t n) {
+  std::array<asio::const_buffer, 2> rest{};
+  size_t i = 0;
+  for (auto it = asio::buffer_sequence_begin(buffers); it != asio::buffer_sequence_end(buffers);
+       ++it) {
+    asio::const_buffer buffer = *it;
+    const size_t skip = std::min(n, buffer.size());
+    buffer += skip;
+    n -= skip;
+    if (buffer.size() > 0) rest.at(i++) = buffer;
+  }
+  return rest;
+}
+
+// Writes `buffers` whole. A plain socket takes them at once when its send buffer has room (the
+// usual case: one sendmsg, no wait); what it does not take is written asynchronously.
 template <class Stream, class Buffers>
 awaitable<error_code> writeAll(Stream& stream, const Buffers& buffers) {
   error_code ec;
-  co_await asio::async_write(stream, buffers, asio::redirect_error(kUseAwaitable, ec));
+  if constexpr (kPlain<Stream>) {
+    const size_t n = asio::write(stream, buffers, ec);
+    if (ec != asio::error::would_block) co_return ec;
+    ec.clear();
+    co_await asio::async_write(stream, remainderAfter(buffers, n),
+                               asio::redirect_error(kUseAwaitable, ec));
+  } else {
+    co_await asio::async_write(stream, buffers, asio::redirect_error(kUseAwaitable, ec));
+  }
   co_return ec;
 }
 
@@ -351,9 +394,12 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     for (std::string* buffer : {&upstreamHead_, &out_, &body_, &local_}) {
       if (buffer->capacity() > kKeptBufferBytes) std::string().swap(*buffer);
     }
-    if constexpr (std::is_same_v<Stream, tcp::socket>) {
+    if constexpr (kPlain<Stream>) {
       error_code ec;
       co_await client_.async_wait(tcp::socket::wait_read, asio::redirect_error(kUseAwaitable, ec));
+      // Readable: the read needs no wait (an error or end of stream is seen by the next read,
+      // which the caller makes when nothing arrived).
+      if (!ec) readNow(client_, in_, ec);
     }
   }
 
@@ -435,6 +481,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
       co_return false;
     }
     upstream_->socket.set_option(tcp::no_delay(true), ec);
+    upstream_->socket.non_blocking(true, ec);  // see kPlain
     co_return true;
   }
 
@@ -855,6 +902,7 @@ awaitable<void> IngressServer::Worker::acceptLoop(tcp::acceptor& acceptor, bool 
           *this, TlsStream(std::move(socket), tls->asioContext()), client, true);
       Session<TlsStream>::start(std::move(session));
     } else {
+      socket.non_blocking(true, ec);  // see kPlain
       auto session =
           std::make_shared<Session<tcp::socket>>(*this, std::move(socket), client, false);
       Session<tcp::socket>::start(std::move(session));
