@@ -38,7 +38,8 @@ namespace {
 
 constexpr auto kUseAwaitable = asio::use_awaitable;
 constexpr size_t kReadChunk = 16 * 1024;
-constexpr size_t kKeptBufferBytes = 4 * 1024;  // larger scratch strings are freed between requests
+constexpr size_t kKeptBufferBytes = 4 * 1024;   // larger scratch strings are freed between requests
+constexpr size_t kMaxSpareRequestBuffers = 64;  // per worker
 constexpr std::string_view k100Continue = "HTTP/1.1 100 Continue\r\n\r\n";
 
 enum Counter : size_t {
@@ -84,6 +85,20 @@ enum class Phase : uint8_t {
 // How long a closing TLS connection waits for the client's close_notify: a client that sends
 // none (most browsers just close) must not hold the connection for the idle timeout.
 constexpr std::chrono::milliseconds kTlsShutdownTimeout{1000};
+
+// The heap parts of a connection's per-request state: the read buffer, the parsed heads' field
+// lists, the heads and bodies it writes. A connection waiting for its next request parks them
+// with its worker, and takes a parked set back when a request arrives: an idle keep-alive
+// connection holds none, and a busy one reuses capacity grown by earlier requests.
+struct RequestBuffers {
+  ByteBuffer in;
+  std::vector<http1::Header> requestHeaders;
+  std::vector<http1::Header> responseHeaders;
+  std::string upstreamHead;
+  std::string out;
+  std::string body;
+  std::string local;
+};
 
 }  // namespace
 
@@ -147,6 +162,7 @@ class IngressServer::Worker {
   uint64_t requestIdPrefix;
   uint64_t requestIdCounter = 0;
   std::array<char, 32> requestId{};
+  std::vector<RequestBuffers> spareBuffers;  // parked by idle connections, most recent last
   std::thread thread;
 };
 
@@ -245,7 +261,7 @@ asio::ip::address toAsioAddress(const IpAddress& ip) {
 
 // One client connection, from its first byte to its close: reads requests in order (pipelined
 // ones too), proxies each to an upstream chosen by the route table and the balancer, and relays
-// the answer. A watchdog coroutine beside it enforces the deadline of whatever the connection
+// the answer. A watchdog timer beside it enforces the deadline of whatever the connection
 // waits for.
 template <class Stream>
 class Session : public std::enable_shared_from_this<Session<Stream>> {
@@ -262,7 +278,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   ~Session() { worker_.connections.fetch_sub(1, std::memory_order_relaxed); }
 
   static void start(std::shared_ptr<Session> self) {
-    asio::co_spawn(*self->worker_.io, self->watchdog(self), asio::detached);
+    self->armWatchdog(self);
     asio::co_spawn(*self->worker_.io, self->run(self), asio::detached);
   }
 
@@ -292,13 +308,20 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     deadline_ = deadline;
   }
 
-  awaitable<void> watchdog(std::shared_ptr<Session> self) {
-    while (!done_) {
-      timer_.expires_at(deadline_);
-      error_code ec;
-      co_await timer_.async_wait(asio::redirect_error(kUseAwaitable, ec));
-      if (done_) break;
-      if (Clock::now() < deadline_) continue;  // moved later (or woken to re-arm)
+  // The watchdog is a plain completion handler, not a coroutine: a connection keeps one small
+  // timer operation pending instead of a coroutine frame and its spawn state (idle memory).
+  void armWatchdog(std::shared_ptr<Session> self) {
+    timer_.expires_at(deadline_);
+    timer_.async_wait([self = std::move(self)](error_code) mutable {
+      Session& session = *self;
+      session.watchdog(std::move(self));
+    });
+  }
+
+  void watchdog(std::shared_ptr<Session> self) {
+    if (done_) return;
+    // Not moved later (nor woken to re-arm): the deadline has passed.
+    if (Clock::now() >= deadline_) {
       expired_ = phase_;
       error_code ignored;
       switch (phase_) {
@@ -313,7 +336,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
       }
       deadline_ = Clock::time_point::max();
     }
-    (void)self;
+    armWatchdog(std::move(self));
   }
 
   awaitable<void> run(std::shared_ptr<Session> self) {
@@ -384,23 +407,46 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     }
   }
 
-  // Between requests on a keep-alive connection: give the buffers back and wait for the socket
-  // to become readable before taking a read buffer again, so that an idle connection costs a
-  // few hundred bytes instead of a read buffer (10,000 idle connections: see
-  // bench/macro/ingress_http). With TLS, decrypted bytes may already wait inside the stream,
-  // so only the buffers are trimmed.
+  // Between requests on a keep-alive connection: park the request buffers with the worker and
+  // wait for the socket to become readable before taking a set back, so that an idle connection
+  // holds no buffer (10,000 idle connections: see bench/macro/ingress_http). With TLS,
+  // decrypted bytes may already wait inside the stream, so only the buffers are trimmed.
   awaitable<void> waitIdle() {
-    in_.release();
+    if (in_.capacity() > kReadChunk) in_.release();
     for (std::string* buffer : {&upstreamHead_, &out_, &body_, &local_}) {
       if (buffer->capacity() > kKeptBufferBytes) std::string().swap(*buffer);
     }
     if constexpr (kPlain<Stream>) {
+      std::vector<RequestBuffers>& spare = worker_.spareBuffers;
+      if (spare.size() < kMaxSpareRequestBuffers) {
+        exchangeBuffers(spare.emplace_back());
+      } else {
+        RequestBuffers dropped;
+        exchangeBuffers(dropped);
+      }
       error_code ec;
       co_await client_.async_wait(tcp::socket::wait_read, asio::redirect_error(kUseAwaitable, ec));
+      if (!spare.empty()) {
+        exchangeBuffers(spare.back());
+        spare.pop_back();
+      }
       // Readable: the read needs no wait (an error or end of stream is seen by the next read,
       // which the caller makes when nothing arrived).
       if (!ec) readNow(client_, in_, ec);
+    } else {
+      in_.release();
     }
+  }
+
+  // Swaps this connection's request buffers (in_ empty) with `other`.
+  void exchangeBuffers(RequestBuffers& other) {
+    in_.swap(other.in);
+    request_.headers.swap(other.requestHeaders);
+    response_.headers.swap(other.responseHeaders);
+    upstreamHead_.swap(other.upstreamHead);
+    out_.swap(other.out);
+    body_.swap(other.body);
+    local_.swap(other.local);
   }
 
   // One request whose head is in request_. False: close the client connection.
