@@ -106,7 +106,9 @@ class IngressServer::Worker {
  public:
   Worker(const IngressOptions& options, std::atomic<uint32_t>& connections, uint64_t seed)
       : options(options),
-        io(std::make_unique<asio::io_context>(1)),
+        // One thread runs this io_context and only it touches its sockets and timers (others
+        // only post()): the reactor's per-socket locks can go, the scheduler's stays.
+        io(std::make_unique<asio::io_context>(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO)),
         balancer(options.health, seed),
         pool(options.maxIdleUpstreamPerEndpoint),
         connections(connections),
