@@ -179,14 +179,20 @@ using Worker = IngressServer::Worker;
 template <class Stream>
 constexpr bool kPlain = std::is_same_v<Stream, tcp::socket>;
 
-// Reads what the stream has into `buffer`, waiting until it has something.
+// The read of what the stream has into `buffer`, waiting until it has something; the caller
+// commits what it returns: `buffer.commit(co_await readInto(stream, buffer, ec))`. Not a
+// coroutine itself: on the request path, a coroutine frame per read costs more than the read.
 template <class Stream>
-awaitable<std::pair<error_code, size_t>> readSome(Stream& stream, ByteBuffer& buffer) {
+awaitable<size_t> readInto(Stream& stream, ByteBuffer& buffer, error_code& ec) {
   size_t room = 0;
   char* p = buffer.prepare(kReadChunk, room);
+  return stream.async_read_some(asio::buffer(p, room), asio::redirect_error(kUseAwaitable, ec));
+}
+
+template <class Stream>
+awaitable<std::pair<error_code, size_t>> readSome(Stream& stream, ByteBuffer& buffer) {
   error_code ec;
-  size_t n = co_await stream.async_read_some(asio::buffer(p, room),
-                                             asio::redirect_error(kUseAwaitable, ec));
+  const size_t n = co_await readInto(stream, buffer, ec);
   buffer.commit(n);
   co_return std::pair{ec, n};
 }
@@ -216,19 +222,30 @@ std::array<asio::const_buffer, 2> remainderAfter(const Buffers& buffers, size_t 
   return rest;
 }
 
-// Writes `buffers` whole. A plain socket takes them at once when its send buffer has room (the
-// usual case: one sendmsg, no wait); what it does not take is written asynchronously.
+// Writes what a plain socket takes now: true when that was all of `buffers` or the write failed
+// (`ec`), false when the rest, remainderAfter(buffers, written), must wait for room. A TLS
+// stream always waits. On the request path, where a response usually fits the socket buffer:
+//   if (!writeNow(s, b, written, ec)) ec = co_await writeAll(s, remainderAfter(b, written));
+// saves the coroutine frame writeAll would cost.
+template <class Stream, class Buffers>
+bool writeNow(Stream& stream, const Buffers& buffers, size_t& written, error_code& ec) {
+  written = 0;
+  if constexpr (kPlain<Stream>) {
+    written = asio::write(stream, buffers, ec);
+    if (ec != asio::error::would_block) return true;
+    ec.clear();
+  }
+  return false;
+}
+
+// Writes `buffers` whole: at once when the socket takes them, else waiting for room.
 template <class Stream, class Buffers>
 awaitable<error_code> writeAll(Stream& stream, const Buffers& buffers) {
   error_code ec;
-  if constexpr (kPlain<Stream>) {
-    const size_t n = asio::write(stream, buffers, ec);
-    if (ec != asio::error::would_block) co_return ec;
-    ec.clear();
-    co_await asio::async_write(stream, remainderAfter(buffers, n),
+  size_t written = 0;
+  if (!writeNow(stream, buffers, written, ec)) {
+    co_await asio::async_write(stream, remainderAfter(buffers, written),
                                asio::redirect_error(kUseAwaitable, ec));
-  } else {
-    co_await asio::async_write(stream, buffers, asio::redirect_error(kUseAwaitable, ec));
   }
   co_return ec;
 }
@@ -506,15 +523,18 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
       worker_.add(static_cast<Counter>(kResponses1xx + status / 100 - 1));
   }
 
+  // An idle pooled connection to `endpoint` in upstream_; false when the pool has none.
+  bool takePooled(const RouteEndpoint& endpoint) {
+    upstream_ = worker_.pool.take(endpoint, Clock::now());
+    if (!upstream_) return false;
+    reused_ = true;
+    worker_.add(kUpstreamReused);
+    return true;
+  }
+
   // A connection to `endpoint`: from the pool, or a new one. Null when the connect failed.
   awaitable<bool> connectUpstream(const RouteEndpoint& endpoint, bool allowPooled) {
-    if (allowPooled) {
-      if ((upstream_ = worker_.pool.take(endpoint, Clock::now()))) {
-        reused_ = true;
-        worker_.add(kUpstreamReused);
-        co_return true;
-      }
-    }
+    if (allowPooled && takePooled(endpoint)) co_return true;
     reused_ = false;
     worker_.add(kUpstreamConnects);
     upstream_ = std::make_unique<UpstreamConnection>(tcp::socket(*worker_.io), endpoint);
@@ -542,7 +562,8 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     uint32_t endpoint = balancer.pick(route, hashKey, Clock::now());
     Balancer::Lease lease = balancer.started(backend, endpoint);
     // Connect; a failed connect is tried once more on another endpoint (nothing was sent).
-    bool connected = co_await connectUpstream(backend.endpoints[endpoint], true);
+    bool connected = takePooled(backend.endpoints[endpoint]);
+    if (!connected) connected = co_await connectUpstream(backend.endpoints[endpoint], false);
     if (!connected && backend.endpoints.size() > 1) {
       finish(std::move(lease), Balancer::Outcome::kFailure, Clock::now());
       worker_.add(kUpstreamRetries);
@@ -562,7 +583,17 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     // before any answer is repeated once on a new connection (the upstream closed it idle).
     bool bodySent = false;
     for (int attempt = 0;; ++attempt) {
-      error_code ec = co_await sendRequest(request, bodySent);
+      error_code ec;
+      if (request.hasBody()) {
+        ec = co_await sendRequest(request, bodySent);
+      } else {
+        clientFailed_ = false;
+        size_t written = 0;
+        const auto head = asio::buffer(upstreamHead_);
+        if (!writeNow(upstream_->socket, head, written, ec)) {
+          ec = co_await writeAll(upstream_->socket, remainderAfter(head, written));
+        }
+      }
       if (ec && !bodySent && request.body == http1::BodyKind::kNone && reused_ && attempt == 0) {
         if (co_await retryOnNewConnection()) continue;
       }
@@ -588,7 +619,8 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
           continue;
         }
         if (status != http1::ParseStatus::kIncomplete) break;
-        auto [readError, n] = co_await readSome(upstream_->socket, upstream_->in);
+        error_code readError;
+        upstream_->in.commit(co_await readInto(upstream_->socket, upstream_->in, readError));
         if (readError) {
           if (reused_ && attempt == 0 && upstream_->in.empty() &&
               !timedOut(Phase::kUpstreamResponse) && request.idempotent() &&
@@ -629,14 +661,11 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     co_return co_await connectUpstream(endpoint, false);
   }
 
-  // Sends the request head and body upstream. Sets bodySent once body bytes read from the client
-  // after the head have gone out (they cannot be sent again); clientFailed_ when the client
-  // side failed.
+  // Sends the request head and body upstream (the head alone proxy() writes itself). Sets
+  // bodySent once body bytes read from the client after the head have gone out (they cannot be
+  // sent again); clientFailed_ when the client side failed.
   awaitable<error_code> sendRequest(const RequestSummary& request, bool& bodySent) {
     clientFailed_ = false;
-    if (!request.hasBody()) {
-      co_return co_await writeAll(upstream_->socket, asio::buffer(upstreamHead_));
-    }
     if (request.body == http1::BodyKind::kContentLength) {
       uint64_t remaining = request.contentLength;
       size_t now = static_cast<size_t>(std::min<uint64_t>(remaining, in_.size()));
@@ -744,7 +773,12 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     if (upstreamBody == http1::BodyKind::kNone) {
       complete = true;
       setPhase(Phase::kClientWrite);
-      if (co_await writeAll(client_, asio::buffer(out_))) co_return false;
+      error_code ec;
+      size_t written = 0;
+      if (!writeNow(client_, asio::buffer(out_), written, ec)) {
+        ec = co_await writeAll(client_, remainderAfter(asio::buffer(out_), written));
+      }
+      if (ec) co_return false;
     } else if (upstreamBody == http1::BodyKind::kContentLength) {
       uint64_t remaining = contentLength;
       bool headWritten = false;
@@ -754,7 +788,12 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
             asio::buffer(out_.data(), headWritten ? 0 : out_.size()),
             asio::buffer(upstream_->in.data().data(), now)};
         setPhase(Phase::kClientWrite);
-        if (co_await writeAll(client_, buffers)) co_return false;
+        error_code writeError;
+        size_t written = 0;
+        if (!writeNow(client_, buffers, written, writeError)) {
+          writeError = co_await writeAll(client_, remainderAfter(buffers, written));
+        }
+        if (writeError) co_return false;
         headWritten = true;
         upstream_->in.consume(now);
         remaining -= now;
