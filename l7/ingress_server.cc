@@ -29,14 +29,19 @@ namespace capstan::l7 {
 
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
-using asio::awaitable;
+// Coroutines and completion tokens bound to the io_context's own executor type: with Asio's
+// default (the polymorphic any_io_executor) every suspension and resumption copied, moved and
+// destroyed type-erased executors.
+using Executor = asio::io_context::executor_type;
+template <class T>
+using awaitable = asio::awaitable<T, Executor>;
 using boost::system::error_code;
 using Clock = std::chrono::steady_clock;
 using TlsStream = asio::ssl::stream<tcp::socket>;
 
 namespace {
 
-constexpr auto kUseAwaitable = asio::use_awaitable;
+constexpr asio::use_awaitable_t<Executor> kUseAwaitable;
 constexpr size_t kReadChunk = 16 * 1024;
 constexpr size_t kKeptBufferBytes = 4 * 1024;   // larger scratch strings are freed between requests
 constexpr size_t kMaxSpareRequestBuffers = 64;  // per worker
