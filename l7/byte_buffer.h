@@ -8,6 +8,7 @@
 #include <cstring>
 #include <memory>
 #include <string_view>
+#include <utility>
 
 namespace capstan::l7 {
 
@@ -30,6 +31,12 @@ class ByteBuffer {
     }
   }
   size_t capacity() const { return capacity_; }
+  void swap(ByteBuffer& other) noexcept {
+    std::swap(storage_, other.storage_);
+    std::swap(capacity_, other.capacity_);
+    std::swap(begin_, other.begin_);
+    std::swap(end_, other.end_);
+  }
 
   // Room for at least `min` more bytes after data(); what a read fills before commit().
   char* prepare(size_t min, size_t& room) {

@@ -29,16 +29,22 @@ namespace capstan::l7 {
 
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
-using asio::awaitable;
+// Coroutines and completion tokens bound to the io_context's own executor type: with Asio's
+// default (the polymorphic any_io_executor) every suspension and resumption copied, moved and
+// destroyed type-erased executors.
+using Executor = asio::io_context::executor_type;
+template <class T>
+using awaitable = asio::awaitable<T, Executor>;
 using boost::system::error_code;
 using Clock = std::chrono::steady_clock;
 using TlsStream = asio::ssl::stream<tcp::socket>;
 
 namespace {
 
-constexpr auto kUseAwaitable = asio::use_awaitable;
+constexpr asio::use_awaitable_t<Executor> kUseAwaitable;
 constexpr size_t kReadChunk = 16 * 1024;
-constexpr size_t kKeptBufferBytes = 4 * 1024;  // larger scratch strings are freed between requests
+constexpr size_t kKeptBufferBytes = 4 * 1024;   // larger scratch strings are freed between requests
+constexpr size_t kMaxSpareRequestBuffers = 64;  // per worker
 constexpr std::string_view k100Continue = "HTTP/1.1 100 Continue\r\n\r\n";
 
 enum Counter : size_t {
@@ -85,13 +91,29 @@ enum class Phase : uint8_t {
 // none (most browsers just close) must not hold the connection for the idle timeout.
 constexpr std::chrono::milliseconds kTlsShutdownTimeout{1000};
 
+// The heap parts of a connection's per-request state: the read buffer, the parsed heads' field
+// lists, the heads and bodies it writes. A connection waiting for its next request parks them
+// with its worker, and takes a parked set back when a request arrives: an idle keep-alive
+// connection holds none, and a busy one reuses capacity grown by earlier requests.
+struct RequestBuffers {
+  ByteBuffer in;
+  std::vector<http1::Header> requestHeaders;
+  std::vector<http1::Header> responseHeaders;
+  std::string upstreamHead;
+  std::string out;
+  std::string body;
+  std::string local;
+};
+
 }  // namespace
 
 class IngressServer::Worker {
  public:
   Worker(const IngressOptions& options, std::atomic<uint32_t>& connections, uint64_t seed)
       : options(options),
-        io(std::make_unique<asio::io_context>(1)),
+        // One thread runs this io_context and only it touches its sockets and timers (others
+        // only post()): the reactor's per-socket locks can go, the scheduler's stays.
+        io(std::make_unique<asio::io_context>(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO)),
         balancer(options.health, seed),
         pool(options.maxIdleUpstreamPerEndpoint),
         connections(connections),
@@ -147,6 +169,7 @@ class IngressServer::Worker {
   uint64_t requestIdPrefix;
   uint64_t requestIdCounter = 0;
   std::array<char, 32> requestId{};
+  std::vector<RequestBuffers> spareBuffers;  // parked by idle connections, most recent last
   std::thread thread;
 };
 
@@ -154,21 +177,81 @@ namespace {
 
 using Worker = IngressServer::Worker;
 
+// Plain TCP sockets (client and upstream) are in non-blocking mode: the request path reads and
+// writes them directly when they are ready, and goes through the scheduler only to wait. An
+// Asio async operation costs a handler, a post and a trip through the run loop even when its
+// speculative syscall succeeds; most writes and the read after a readiness wait need no wait.
 template <class Stream>
-awaitable<std::pair<error_code, size_t>> readSome(Stream& stream, ByteBuffer& buffer) {
+constexpr bool kPlain = std::is_same_v<Stream, tcp::socket>;
+
+// The read of what the stream has into `buffer`, waiting until it has something; the caller
+// commits what it returns: `buffer.commit(co_await readInto(stream, buffer, ec))`. Not a
+// coroutine itself: on the request path, a coroutine frame per read costs more than the read.
+template <class Stream>
+awaitable<size_t> readInto(Stream& stream, ByteBuffer& buffer, error_code& ec) {
   size_t room = 0;
   char* p = buffer.prepare(kReadChunk, room);
+  return stream.async_read_some(asio::buffer(p, room), asio::redirect_error(kUseAwaitable, ec));
+}
+
+template <class Stream>
+awaitable<std::pair<error_code, size_t>> readSome(Stream& stream, ByteBuffer& buffer) {
   error_code ec;
-  size_t n = co_await stream.async_read_some(asio::buffer(p, room),
-                                             asio::redirect_error(kUseAwaitable, ec));
+  const size_t n = co_await readInto(stream, buffer, ec);
   buffer.commit(n);
   co_return std::pair{ec, n};
 }
 
+// Reads what a plain socket has now into `buffer`, without waiting: would_block when nothing.
+size_t readNow(tcp::socket& socket, ByteBuffer& buffer, error_code& ec) {
+  size_t room = 0;
+  char* p = buffer.prepare(kReadChunk, room);
+  size_t n = socket.read_some(asio::buffer(p, room), ec);
+  buffer.commit(n);
+  return n;
+}
+
+// What is left of a sequence of at most two buffers once its first `n` bytes went out.
+template <class Buffers>
+std::array<asio::const_buffer, 2> remainderAfter(const Buffers& buffers, size_t n) {
+  std::array<asio::const_buffer, 2> rest{};
+  size_t i = 0;
+  for (auto it = asio::buffer_sequence_begin(buffers); it != asio::buffer_sequence_end(buffers);
+       ++it) {
+    asio::const_buffer buffer = *it;
+    const size_t skip = std::min(n, buffer.size());
+    buffer += skip;
+    n -= skip;
+    if (buffer.size() > 0) rest.at(i++) = buffer;
+  }
+  return rest;
+}
+
+// Writes what a plain socket takes now: true when that was all of `buffers` or the write failed
+// (`ec`), false when the rest, remainderAfter(buffers, written), must wait for room. A TLS
+// stream always waits. On the request path, where a response usually fits the socket buffer:
+//   if (!writeNow(s, b, written, ec)) ec = co_await writeAll(s, remainderAfter(b, written));
+// saves the coroutine frame writeAll would cost.
+template <class Stream, class Buffers>
+bool writeNow(Stream& stream, const Buffers& buffers, size_t& written, error_code& ec) {
+  written = 0;
+  if constexpr (kPlain<Stream>) {
+    written = asio::write(stream, buffers, ec);
+    if (ec != asio::error::would_block) return true;
+    ec.clear();
+  }
+  return false;
+}
+
+// Writes `buffers` whole: at once when the socket takes them, else waiting for room.
 template <class Stream, class Buffers>
 awaitable<error_code> writeAll(Stream& stream, const Buffers& buffers) {
   error_code ec;
-  co_await asio::async_write(stream, buffers, asio::redirect_error(kUseAwaitable, ec));
+  size_t written = 0;
+  if (!writeNow(stream, buffers, written, ec)) {
+    co_await asio::async_write(stream, remainderAfter(buffers, written),
+                               asio::redirect_error(kUseAwaitable, ec));
+  }
   co_return ec;
 }
 
@@ -202,7 +285,7 @@ asio::ip::address toAsioAddress(const IpAddress& ip) {
 
 // One client connection, from its first byte to its close: reads requests in order (pipelined
 // ones too), proxies each to an upstream chosen by the route table and the balancer, and relays
-// the answer. A watchdog coroutine beside it enforces the deadline of whatever the connection
+// the answer. A watchdog timer beside it enforces the deadline of whatever the connection
 // waits for.
 template <class Stream>
 class Session : public std::enable_shared_from_this<Session<Stream>> {
@@ -219,7 +302,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   ~Session() { worker_.connections.fetch_sub(1, std::memory_order_relaxed); }
 
   static void start(std::shared_ptr<Session> self) {
-    asio::co_spawn(*self->worker_.io, self->watchdog(self), asio::detached);
+    self->armWatchdog(self);
     asio::co_spawn(*self->worker_.io, self->run(self), asio::detached);
   }
 
@@ -249,13 +332,20 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     deadline_ = deadline;
   }
 
-  awaitable<void> watchdog(std::shared_ptr<Session> self) {
-    while (!done_) {
-      timer_.expires_at(deadline_);
-      error_code ec;
-      co_await timer_.async_wait(asio::redirect_error(kUseAwaitable, ec));
-      if (done_) break;
-      if (Clock::now() < deadline_) continue;  // moved later (or woken to re-arm)
+  // The watchdog is a plain completion handler, not a coroutine: a connection keeps one small
+  // timer operation pending instead of a coroutine frame and its spawn state (idle memory).
+  void armWatchdog(std::shared_ptr<Session> self) {
+    timer_.expires_at(deadline_);
+    timer_.async_wait([self = std::move(self)](error_code) mutable {
+      Session& session = *self;
+      session.watchdog(std::move(self));
+    });
+  }
+
+  void watchdog(std::shared_ptr<Session> self) {
+    if (done_) return;
+    // Not moved later (nor woken to re-arm): the deadline has passed.
+    if (Clock::now() >= deadline_) {
       expired_ = phase_;
       error_code ignored;
       switch (phase_) {
@@ -270,7 +360,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
       }
       deadline_ = Clock::time_point::max();
     }
-    (void)self;
+    armWatchdog(std::move(self));
   }
 
   awaitable<void> run(std::shared_ptr<Session> self) {
@@ -341,20 +431,46 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     }
   }
 
-  // Between requests on a keep-alive connection: give the buffers back and wait for the socket
-  // to become readable before taking a read buffer again, so that an idle connection costs a
-  // few hundred bytes instead of a read buffer (10,000 idle connections: see
-  // bench/macro/ingress_http). With TLS, decrypted bytes may already wait inside the stream,
-  // so only the buffers are trimmed.
+  // Between requests on a keep-alive connection: park the request buffers with the worker and
+  // wait for the socket to become readable before taking a set back, so that an idle connection
+  // holds no buffer (10,000 idle connections: see bench/macro/ingress_http). With TLS,
+  // decrypted bytes may already wait inside the stream, so only the buffers are trimmed.
   awaitable<void> waitIdle() {
-    in_.release();
+    if (in_.capacity() > kReadChunk) in_.release();
     for (std::string* buffer : {&upstreamHead_, &out_, &body_, &local_}) {
       if (buffer->capacity() > kKeptBufferBytes) std::string().swap(*buffer);
     }
-    if constexpr (std::is_same_v<Stream, tcp::socket>) {
+    if constexpr (kPlain<Stream>) {
+      std::vector<RequestBuffers>& spare = worker_.spareBuffers;
+      if (spare.size() < kMaxSpareRequestBuffers) {
+        exchangeBuffers(spare.emplace_back());
+      } else {
+        RequestBuffers dropped;
+        exchangeBuffers(dropped);
+      }
       error_code ec;
       co_await client_.async_wait(tcp::socket::wait_read, asio::redirect_error(kUseAwaitable, ec));
+      if (!spare.empty()) {
+        exchangeBuffers(spare.back());
+        spare.pop_back();
+      }
+      // Readable: the read needs no wait (an error or end of stream is seen by the next read,
+      // which the caller makes when nothing arrived).
+      if (!ec) readNow(client_, in_, ec);
+    } else {
+      in_.release();
     }
+  }
+
+  // Swaps this connection's request buffers (in_ empty) with `other`.
+  void exchangeBuffers(RequestBuffers& other) {
+    in_.swap(other.in);
+    request_.headers.swap(other.requestHeaders);
+    response_.headers.swap(other.responseHeaders);
+    upstreamHead_.swap(other.upstreamHead);
+    out_.swap(other.out);
+    body_.swap(other.body);
+    local_.swap(other.local);
   }
 
   // One request whose head is in request_. False: close the client connection.
@@ -412,15 +528,18 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
       worker_.add(static_cast<Counter>(kResponses1xx + status / 100 - 1));
   }
 
+  // An idle pooled connection to `endpoint` in upstream_; false when the pool has none.
+  bool takePooled(const RouteEndpoint& endpoint) {
+    upstream_ = worker_.pool.take(endpoint, Clock::now());
+    if (!upstream_) return false;
+    reused_ = true;
+    worker_.add(kUpstreamReused);
+    return true;
+  }
+
   // A connection to `endpoint`: from the pool, or a new one. Null when the connect failed.
   awaitable<bool> connectUpstream(const RouteEndpoint& endpoint, bool allowPooled) {
-    if (allowPooled) {
-      if ((upstream_ = worker_.pool.take(endpoint, Clock::now()))) {
-        reused_ = true;
-        worker_.add(kUpstreamReused);
-        co_return true;
-      }
-    }
+    if (allowPooled && takePooled(endpoint)) co_return true;
     reused_ = false;
     worker_.add(kUpstreamConnects);
     upstream_ = std::make_unique<UpstreamConnection>(tcp::socket(*worker_.io), endpoint);
@@ -435,6 +554,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
       co_return false;
     }
     upstream_->socket.set_option(tcp::no_delay(true), ec);
+    upstream_->socket.non_blocking(true, ec);  // see kPlain
     co_return true;
   }
 
@@ -447,7 +567,8 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     uint32_t endpoint = balancer.pick(route, hashKey, Clock::now());
     Balancer::Lease lease = balancer.started(backend, endpoint);
     // Connect; a failed connect is tried once more on another endpoint (nothing was sent).
-    bool connected = co_await connectUpstream(backend.endpoints[endpoint], true);
+    bool connected = takePooled(backend.endpoints[endpoint]);
+    if (!connected) connected = co_await connectUpstream(backend.endpoints[endpoint], false);
     if (!connected && backend.endpoints.size() > 1) {
       finish(std::move(lease), Balancer::Outcome::kFailure, Clock::now());
       worker_.add(kUpstreamRetries);
@@ -467,7 +588,17 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     // before any answer is repeated once on a new connection (the upstream closed it idle).
     bool bodySent = false;
     for (int attempt = 0;; ++attempt) {
-      error_code ec = co_await sendRequest(request, bodySent);
+      error_code ec;
+      if (request.hasBody()) {
+        ec = co_await sendRequest(request, bodySent);
+      } else {
+        clientFailed_ = false;
+        size_t written = 0;
+        const auto head = asio::buffer(upstreamHead_);
+        if (!writeNow(upstream_->socket, head, written, ec)) {
+          ec = co_await writeAll(upstream_->socket, remainderAfter(head, written));
+        }
+      }
       if (ec && !bodySent && request.body == http1::BodyKind::kNone && reused_ && attempt == 0) {
         if (co_await retryOnNewConnection()) continue;
       }
@@ -493,7 +624,8 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
           continue;
         }
         if (status != http1::ParseStatus::kIncomplete) break;
-        auto [readError, n] = co_await readSome(upstream_->socket, upstream_->in);
+        error_code readError;
+        upstream_->in.commit(co_await readInto(upstream_->socket, upstream_->in, readError));
         if (readError) {
           if (reused_ && attempt == 0 && upstream_->in.empty() &&
               !timedOut(Phase::kUpstreamResponse) && request.idempotent() &&
@@ -536,14 +668,11 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     co_return co_await connectUpstream(endpoint, false);
   }
 
-  // Sends the request head and body upstream. Sets bodySent once body bytes read from the client
-  // after the head have gone out (they cannot be sent again); clientFailed_ when the client
-  // side failed.
+  // Sends the request head and body upstream (the head alone proxy() writes itself). Sets
+  // bodySent once body bytes read from the client after the head have gone out (they cannot be
+  // sent again); clientFailed_ when the client side failed.
   awaitable<error_code> sendRequest(const RequestSummary& request, bool& bodySent) {
     clientFailed_ = false;
-    if (!request.hasBody()) {
-      co_return co_await writeAll(upstream_->socket, asio::buffer(upstreamHead_));
-    }
     if (request.body == http1::BodyKind::kContentLength) {
       uint64_t remaining = request.contentLength;
       size_t now = static_cast<size_t>(std::min<uint64_t>(remaining, in_.size()));
@@ -651,7 +780,12 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     if (upstreamBody == http1::BodyKind::kNone) {
       complete = true;
       setPhase(Phase::kClientWrite);
-      if (co_await writeAll(client_, asio::buffer(out_))) co_return false;
+      error_code ec;
+      size_t written = 0;
+      if (!writeNow(client_, asio::buffer(out_), written, ec)) {
+        ec = co_await writeAll(client_, remainderAfter(asio::buffer(out_), written));
+      }
+      if (ec) co_return false;
     } else if (upstreamBody == http1::BodyKind::kContentLength) {
       uint64_t remaining = contentLength;
       bool headWritten = false;
@@ -661,7 +795,12 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
             asio::buffer(out_.data(), headWritten ? 0 : out_.size()),
             asio::buffer(upstream_->in.data().data(), now)};
         setPhase(Phase::kClientWrite);
-        if (co_await writeAll(client_, buffers)) co_return false;
+        error_code writeError;
+        size_t written = 0;
+        if (!writeNow(client_, buffers, written, writeError)) {
+          writeError = co_await writeAll(client_, remainderAfter(buffers, written));
+        }
+        if (writeError) co_return false;
         headWritten = true;
         upstream_->in.consume(now);
         remaining -= now;
@@ -857,6 +996,7 @@ awaitable<void> IngressServer::Worker::acceptLoop(tcp::acceptor& acceptor, bool 
           *this, TlsStream(std::move(socket), tls->asioContext()), client, true);
       Session<TlsStream>::start(std::move(session));
     } else {
+      socket.non_blocking(true, ec);  // see kPlain
       auto session =
           std::make_shared<Session<tcp::socket>>(*this, std::move(socket), client, false);
       Session<tcp::socket>::start(std::move(session));
