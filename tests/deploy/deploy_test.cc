@@ -919,20 +919,6 @@ std::set<std::string> lineSet(const std::string& text) {
   return out;
 }
 
-TEST(Kubectl, ApplyDryRunClient) {
-  if (!haveKubectl()) GTEST_SKIP() << "kubectl is not installed";
-  auto r = kubectl(
-      {"apply", "--dry-run=client", "--validate=false", "-o", "name", "-f", kDeployDir.string()});
-  if (!r.ok() && (r.output.find("connection refused") != std::string::npos ||
-                  r.output.find("unable to recognize") != std::string::npos)) {
-    GTEST_SKIP() << "kubectl apply --dry-run=client needs an API server for discovery even "
-                    "offline: "
-                 << r.output.substr(0, 300);
-  }
-  ASSERT_TRUE(r.ok()) << r.describe() << ": " << r.output;
-  EXPECT_EQ(lineSet(r.output), kubectlNames(plainManifests()));
-}
-
 // `kubectl label --local` decodes the files with kubectl's own decoder and needs no server: the
 // manifests and the rendered chart read as the same objects there as here.
 TEST(Kubectl, ReadsTheManifestsAndTheRenderedChartAsTheSameObjects) {
