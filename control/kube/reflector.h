@@ -110,6 +110,12 @@ class Reflector {
   Reflector(boost::asio::io_context& io, ApiClient& client, ResourceSpec spec,
             ReflectorOptions options, Sink sink, ContactHandler onContact = {});
 
+  // Sees every object the server sends, before it is decoded: each item of a list page (type
+  // "LIST") and each watch event's object ("ADDED", "MODIFIED", "DELETED"). For what the
+  // decoder leaves out, such as an Ingress's status; set before run().
+  using ObjectObserver = std::function<void(std::string_view type, const Value& object)>;
+  void observeObjects(ObjectObserver observer) { observer_ = std::move(observer); }
+
   // Lists and watches until stop().
   boost::asio::awaitable<void> run();
   // Ends run() soon: wakes a backoff wait. The caller also cancels the client's connections.
@@ -155,6 +161,7 @@ class Reflector {
   ReflectorOptions options_;
   Sink sink_;
   ContactHandler onContact_;
+  ObjectObserver observer_;
   ObjectDecoder decoder_;
   Backoff backoff_;
   std::mt19937_64 random_;
