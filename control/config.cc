@@ -7,6 +7,7 @@
 #include <sstream>
 #include <tuple>
 
+#include "control/decoder.h"
 #include "control/document_reader.h"
 #include "control/kube_time.h"
 #include "model/go_duration.h"
@@ -82,6 +83,8 @@ struct Flags {
   std::string ingressUpstreamResponseTimeout;
   uint64_t ingressMaxBodySize = 0;
   std::string ingressMaxConnections;
+  std::vector<std::string> ingressStatusAddresses;
+  bool ingressStatusFromNode = false;
   bool version = false;
 };
 
@@ -185,6 +188,16 @@ void defineFlags(CLI::App& app, Flags& f) {
                  "(default 1073741824)");
   app.add_option("--ingress-max-connections", f.ingressMaxConnections,
                  "ingress: client connections at once, all workers; 0 no limit (default 100000)");
+  app.add_option("--ingress-status-address", f.ingressStatusAddresses,
+                 "ingress, Kubernetes API source: write these IPs or host names into the "
+                 "status.loadBalancer of the Ingresses served (every node the same: the address "
+                 "of what is in front of the nodes); repeatable or comma-separated. Default: no "
+                 "status is written, unless --ingress-status-from-node")
+      ->delimiter(',');
+  app.add_flag("--ingress-status-from-node", f.ingressStatusFromNode,
+               "ingress, Kubernetes API source: add this node's address (ExternalIP, else "
+               "InternalIP) to the status.loadBalancer of the Ingresses served; each node adds "
+               "itself, none removes another");
   app.add_flag("--version", f.version, "Print the version and exit");
 }
 
@@ -218,6 +231,24 @@ Result<std::vector<IpAddress>> parseNatAddresses(const std::vector<std::string>&
       }
     }
     out.push_back(*ip);
+  }
+  return out;
+}
+
+// --ingress-status-address: IPs or host names (what an Ingress's status.loadBalancer.ingress
+// holds), blanks around commas allowed.
+Result<std::vector<std::string>> parseStatusAddresses(const std::vector<std::string>& items,
+                                                      const std::string& what) {
+  std::vector<std::string> out;
+  for (std::string_view item : items) {
+    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+    while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+    if (item.empty()) continue;
+    if (!IpAddress::parse(item) && !isDns1123Subdomain(item)) {
+      return Error(what + ": \"" + std::string(item) +
+                   "\" is neither an IP address nor a host name (RFC 1123)");
+    }
+    out.emplace_back(item);
   }
   return out;
 }
@@ -477,6 +508,11 @@ Status applyConfigFile(const std::string& path, Config& config) {
           CAPSTAN_TRY(in.maxBodyBytes, integer(sv, field, 0, INT64_MAX));
         } else if (sub == "maxConnections") {
           CAPSTAN_TRY(in.maxConnections, integer(sv, field, 0, UINT32_MAX));
+        } else if (sub == "statusAddresses") {
+          CAPSTAN_TRY(in.statusAddresses, stringList(sv, field));
+          CAPSTAN_TRY(in.statusAddresses, parseStatusAddresses(in.statusAddresses, where(field)));
+        } else if (sub == "statusFromNode") {
+          CAPSTAN_TRY(in.statusFromNode, boolean(sv, field));
         } else {
           return Error(where(field) + ": unknown field");
         }
@@ -573,6 +609,22 @@ Status validate(const Config& c) {
           std::pair{"--ingress-upstream-connect-timeout", c.ingress.upstreamConnectTimeout},
           std::pair{"--ingress-upstream-response-timeout", c.ingress.upstreamResponseTimeout}}) {
       if (d <= std::chrono::nanoseconds(0)) return Error(std::string(flag) + ": must be positive");
+    }
+  }
+  if (!c.ingress.statusAddresses.empty() || c.ingress.statusFromNode) {
+    const char* flag = c.ingress.statusAddresses.empty() ? "--ingress-status-from-node"
+                                                         : "--ingress-status-address";
+    if (!c.ingress.statusAddresses.empty() && c.ingress.statusFromNode) {
+      return Error(
+          "--ingress-status-address: cannot be combined with --ingress-status-from-node (one "
+          "source of the address)");
+    }
+    if (!c.ingress.enabled) return Error(std::string(flag) + ": needs --ingress");
+    // Only an Ingress read from the API server has a status to write to.
+    if (!usesKubeApi(c) && !c.cleanup) {
+      return Error(std::string(flag) +
+                   ": needs the Kubernetes API source (--kubeconfig, --master or in-cluster), "
+                   "not --manifests");
     }
   }
   return okStatus();
@@ -726,6 +778,12 @@ Result<ParsedArgs> parseArgs(const std::vector<std::string>& rawArgs) {
     *target = *d;
   }
   if (given("--ingress-max-body-size")) c.ingress.maxBodyBytes = f.ingressMaxBodySize;
+  if (given("--ingress-status-address")) {
+    auto addresses = parseStatusAddresses(f.ingressStatusAddresses, "--ingress-status-address");
+    if (!addresses.ok()) return addresses.error();
+    c.ingress.statusAddresses = *addresses;
+  }
+  if (given("--ingress-status-from-node")) c.ingress.statusFromNode = f.ingressStatusFromNode;
   if (given("--ingress-max-connections")) {
     auto n = parseCount(f.ingressMaxConnections, "--ingress-max-connections", 0);
     if (!n.ok()) return n.error();

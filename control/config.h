@@ -73,6 +73,10 @@ struct Config {
     std::chrono::nanoseconds upstreamResponseTimeout = std::chrono::seconds(60);
     uint64_t maxBodyBytes = uint64_t{1} << 30;  // --ingress-max-body-size; 0: no limit
     uint32_t maxConnections = 100'000;          // --ingress-max-connections; 0: no limit
+    // Ingress status write-back (Kubernetes API source only): these IPs or host names
+    // (--ingress-status-address), or this node's address added (--ingress-status-from-node).
+    std::vector<std::string> statusAddresses;
+    bool statusFromNode = false;
 
     bool operator==(const Ingress&) const = default;
   };

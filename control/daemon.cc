@@ -302,6 +302,14 @@ class ControlLoop {
     options.client.userAgent = "capstan/" CAPSTAN_VERSION;
     options.reflector.startTimeNs = wallNowNs();
     options.resources = kube::capstanResources(nodeName(config_));
+    if (config_.ingress.enabled &&
+        (!config_.ingress.statusAddresses.empty() || config_.ingress.statusFromNode)) {
+      kube::IngressStatusOptions status;
+      status.addresses = config_.ingress.statusAddresses;
+      status.fromNode = config_.ingress.statusFromNode;
+      status.classSelector.className = config_.ingressClass;
+      options.ingressStatus = std::move(status);
+    }
     auto source = kube::KubeSource::create(std::move(options));
     if (!source.ok()) return source.error();
     kube_ = std::move(source).value();

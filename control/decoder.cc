@@ -266,7 +266,8 @@ bool isDns1035Label(std::string_view s) {
   return isDns1123Label(s) && s.front() >= 'a' && s.front() <= 'z';
 }
 
-// RFC 1123 subdomain: labels joined by '.', at most 253 characters.
+}  // namespace
+
 bool isDns1123Subdomain(std::string_view s) {
   if (s.empty() || s.size() > 253) return false;
   size_t start = 0;
@@ -278,6 +279,8 @@ bool isDns1123Subdomain(std::string_view s) {
     start = dot + 1;
   }
 }
+
+namespace {
 
 // IANA service name (a named port): at most 15 of [-a-z0-9], at least one letter, no hyphen at
 // either end and no two in a row.

@@ -49,6 +49,10 @@ using KubeObject =
                  std::shared_ptr<const Ingress>, std::shared_ptr<const IngressClass>,
                  std::shared_ptr<const TlsSecret>, std::shared_ptr<const NodeInfo>>;
 
+// RFC 1123 subdomain (a Kubernetes object name, a host name): labels of [a-z0-9-] joined by '.',
+// at most 253 characters.
+bool isDns1123Subdomain(std::string_view s);
+
 // Deep equality of two objects of the same kind (false across kinds).
 bool sameObject(const KubeObject& a, const KubeObject& b);
 

@@ -94,7 +94,7 @@ struct Connection {
   beast::tcp_stream& lowest() { return tls ? tls->next_layer() : *plain; }
 };
 
-using Request = http::request<http::empty_body>;
+using Request = http::request<http::string_body>;
 
 // What one request on one connection came to.
 struct Exchange {
@@ -277,20 +277,29 @@ struct ApiClient::Impl {
     co_return out;
   }
 
-  asio::awaitable<Result<ApiResponse>> request(std::string target, const LineHandler* onLine,
+  asio::awaitable<Result<ApiResponse>> request(http::verb verb, std::string target,
+                                               const LineHandler* onLine,
                                                std::chrono::nanoseconds idleTimeout,
-                                               const std::function<void()>* onOpen) {
+                                               const std::function<void()>* onOpen,
+                                               std::string_view contentType = {},
+                                               std::string body = {}) {
     auto bearer = token.get(std::chrono::steady_clock::now());
     if (!bearer.ok()) co_return bearer.error();
-    Request request{http::verb::get, url.basePath + target, 11};
+    Request request{verb, url.basePath + target, 11};
     request.set(http::field::host, url.hostHeader);
     request.set(http::field::user_agent, options.userAgent);
     request.set(http::field::accept, "application/json");
     if (!bearer->empty()) request.set(http::field::authorization, "Bearer " + *bearer);
+    if (verb != http::verb::get) {
+      request.set(http::field::content_type, std::string(contentType));
+      request.body() = std::move(body);
+      request.prepare_payload();
+    }
     request.keep_alive(true);
     // An idle keep-alive connection may have been closed by the server just as it is reused:
-    // a GET that got no answer on one is sent once more on a fresh connection, as Go's net/http
-    // does for idempotent requests.
+    // a request that got no answer on one is sent once more on a fresh connection, as Go's
+    // net/http does for idempotent requests (a GET; the merge patches Capstan sends set a value
+    // and are as safe to repeat).
     for (int attempt = 0;; ++attempt) {
       std::shared_ptr<Connection> conn;
       bool reused = !idle.empty();
@@ -375,7 +384,17 @@ Result<std::unique_ptr<ApiClient>> ApiClient::create(asio::io_context& io,
 }
 
 asio::awaitable<Result<ApiResponse>> ApiClient::get(std::string target) {
-  return impl_->request(std::move(target), nullptr, impl_->options.readTimeout, nullptr);
+  return impl_->request(http::verb::get, std::move(target), nullptr, impl_->options.readTimeout,
+                        nullptr);
+}
+
+asio::awaitable<Result<ApiResponse>> ApiClient::patch(std::string target, std::string contentType,
+                                                      std::string body) {
+  // The strings live in this frame while the request's frame uses them.
+  Result<ApiResponse> response =
+      co_await impl_->request(http::verb::patch, std::move(target), nullptr,
+                              impl_->options.readTimeout, nullptr, contentType, std::move(body));
+  co_return response;
 }
 
 asio::awaitable<Result<ApiResponse>> ApiClient::stream(std::string target, LineHandler onLine,
@@ -383,7 +402,7 @@ asio::awaitable<Result<ApiResponse>> ApiClient::stream(std::string target, LineH
                                                        std::function<void()> onOpen) {
   // The handlers live in this frame while the request's frame uses them.
   Result<ApiResponse> response =
-      co_await impl_->request(std::move(target), &onLine, idleTimeout, &onOpen);
+      co_await impl_->request(http::verb::get, std::move(target), &onLine, idleTimeout, &onOpen);
   co_return response;
 }
 

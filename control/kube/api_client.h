@@ -1,7 +1,8 @@
-// ApiClient: HTTP/1.1 GETs to the Kubernetes API server, plain or over TLS, on one io_context.
+// ApiClient: HTTP/1.1 requests to the Kubernetes API server, plain or over TLS, on one io_context.
 //
-// What the reflectors need and no more: a GET whose whole body is returned (list pages), and a
-// GET whose body is a stream of newline-delimited JSON (watches, chunked). Connections are kept
+// What the reflectors and the status writer need and no more: a GET whose whole body is returned
+// (list pages), a GET whose body is a stream of newline-delimited JSON (watches, chunked), and a
+// PATCH (Ingress status). Connections are kept
 // alive and reused between requests; a watch holds its connection while it lasts (HTTP/1.1
 // cannot share it), so there is one connection per running watch plus the idle ones.
 //
@@ -9,8 +10,8 @@
 // CA and name the server's host (or tls-server-name) unless insecure-skip-tls-verify; the client
 // authenticates with a certificate or a bearer token (re-read from its file as it rotates).
 //
-// Used by the reflectors on the KubeSource's thread. Not thread-safe: every call, including
-// cancelAll(), on the io_context's thread.
+// Used by the reflectors and the status writer on the KubeSource's thread. Not thread-safe: every
+// call, including cancelAll(), on the io_context's thread.
 #pragma once
 
 // clang-format off
@@ -72,6 +73,11 @@ class ApiClient {
   // GET `target` ("/api/v1/services?limit=500"). Any HTTP status is a response; errors are
   // transport failures ("connecting to https://10.96.0.1:443: Connection refused").
   boost::asio::awaitable<Result<ApiResponse>> get(std::string target);
+
+  // PATCH `target` with `body` of `contentType` ("application/merge-patch+json"); the response
+  // as get() returns it (the patched object on 200).
+  boost::asio::awaitable<Result<ApiResponse>> patch(std::string target, std::string contentType,
+                                                    std::string body);
 
   // GET a streamed body: on a 200 response `onOpen` is called, then the body is handed to
   // `onLine` line by line until the server ends it, or the connection drops or stays silent for

@@ -25,13 +25,11 @@ Result<std::unique_ptr<KubeSource>> KubeSource::create(KubeSourceOptions options
     source->reflectors_.push_back(std::make_unique<Reflector>(
         *source->io_, *source->client_, spec, source->options_.reflector,
         [self](ReflectorUpdate update) {
-          {
-            std::lock_guard lock(self->mu_);
-            self->queue_.push_back(std::move(update));
-          }
-          uint64_t one = 1;
-          // The counter only needs to be non-zero; a full counter (never) is as good.
-          (void)!::write(self->wakeFd_, &one, sizeof(one));
+          ObjectKind kind = update.kind;
+          self->deliver(std::move(update));
+          bool statusInput = kind == ObjectKind::kIngress || kind == ObjectKind::kIngressClass ||
+                             kind == ObjectKind::kNode;
+          if (self->statusWriter_ && statusInput) self->statusWriter_->changed();
         },
         [self](bool) {
           self->lastContactNs_.store(std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -40,7 +38,40 @@ Result<std::unique_ptr<KubeSource>> KubeSource::create(KubeSourceOptions options
                                      std::memory_order_relaxed);
         }));
   }
+  if (const auto& status = source->options_.ingressStatus) {
+    Reflector* ingresses = source->reflectorOf(ObjectKind::kIngress);
+    Reflector* classes = source->reflectorOf(ObjectKind::kIngressClass);
+    Reflector* nodes = source->reflectorOf(ObjectKind::kNode);
+    if (!ingresses || !classes || (status->fromNode && status->addresses.empty() && !nodes)) {
+      return Error("Ingress status: the Ingresses, IngressClasses and Node must be watched");
+    }
+    source->statusWriter_ = std::make_unique<IngressStatusWriter>(
+        *source->io_, *source->client_, *ingresses, *classes,
+        status->addresses.empty() ? nodes : nullptr, *status, [self](Diagnostic d) {
+          ReflectorUpdate update;
+          update.kind = ObjectKind::kIngress;
+          update.diagnostics.push_back(std::move(d));
+          self->deliver(std::move(update));
+        });
+  }
   return source;
+}
+
+void KubeSource::deliver(ReflectorUpdate update) {
+  {
+    std::lock_guard lock(mu_);
+    queue_.push_back(std::move(update));
+  }
+  uint64_t one = 1;
+  // The counter only needs to be non-zero; a full counter (never) is as good.
+  (void)!::write(wakeFd_, &one, sizeof(one));
+}
+
+Reflector* KubeSource::reflectorOf(ObjectKind kind) const {
+  for (const auto& reflector : reflectors_) {
+    if (reflector->spec().kind == kind) return reflector.get();
+  }
+  return nullptr;
 }
 
 KubeSource::~KubeSource() {
@@ -54,6 +85,7 @@ void KubeSource::start() {
   for (auto& reflector : reflectors_) {
     asio::co_spawn(*io_, reflector->run(), asio::detached);
   }
+  if (statusWriter_) asio::co_spawn(*io_, statusWriter_->run(), asio::detached);
   thread_ = std::thread([this] { io_->run(); });
 }
 
@@ -64,6 +96,7 @@ void KubeSource::stop() {
   // is not waited for long.
   asio::post(*io_, [this] {
     for (auto& reflector : reflectors_) reflector->stop();
+    if (statusWriter_) statusWriter_->stop();
     client_->cancelAll();
   });
   std::promise<void> done;

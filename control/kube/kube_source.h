@@ -1,7 +1,8 @@
 // KubeSource: the Kubernetes API as a source of ObjectEvents, beside the manifest source.
 //
 // Runs one Reflector per resource (Services, EndpointSlices, Ingresses, IngressClasses, TLS
-// Secrets, this node's Node) on a thread of its own with one io_context, and hands what they
+// Secrets, this node's Node), and the IngressStatusWriter when asked for, on a thread of its own
+// with one io_context, and hands what they
 // produce to the control thread through a queue: the control thread waits for wakeFd() to be
 // readable (an eventfd, as it waits for inotify) and calls take().
 //
@@ -27,6 +28,7 @@
 
 #include "control/kube/api_client.h"
 #include "control/kube/cluster_config.h"
+#include "control/kube/ingress_status_writer.h"
 #include "control/kube/reflector.h"
 #include "control/source.h"
 
@@ -38,6 +40,9 @@ struct KubeSourceOptions {
   ReflectorOptions reflector;
   // What to watch; capstanResources(nodeName) in the daemon.
   std::vector<ResourceSpec> resources;
+  // Write the Ingresses' status back (--ingress-status-address, --ingress-status-from-node);
+  // needs the Ingress and IngressClass resources (and the Node for fromNode) among `resources`.
+  std::optional<IngressStatusOptions> ingressStatus;
 };
 
 class KubeSource {
@@ -79,6 +84,9 @@ class KubeSource {
 
  private:
   explicit KubeSource(KubeSourceOptions options);
+  // Queues `update` for take() and wakes the control thread (the io_context's thread).
+  void deliver(ReflectorUpdate update);
+  Reflector* reflectorOf(ObjectKind kind) const;
 
   KubeSourceOptions options_;
   int wakeFd_ = -1;
@@ -86,6 +94,7 @@ class KubeSource {
   std::unique_ptr<boost::asio::io_context> io_;
   std::unique_ptr<ApiClient> client_;
   std::vector<std::unique_ptr<Reflector>> reflectors_;
+  std::unique_ptr<IngressStatusWriter> statusWriter_;  // with options_.ingressStatus
   std::thread thread_;
   bool started_ = false;
 

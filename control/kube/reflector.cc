@@ -25,10 +25,6 @@ std::vector<ResourceSpec> capstanResources(const std::string& nodeName) {
   };
 }
 
-std::vector<ApiWrite> capstanApiWrites() {
-  return {{"networking.k8s.io", "ingresses/status", "patch"}};
-}
-
 Backoff::Backoff(std::chrono::nanoseconds initial, std::chrono::nanoseconds max,
                  std::chrono::nanoseconds resetAfter, uint64_t seed)
     : initial_(initial), max_(max), resetAfter_(resetAfter), current_(initial), random_(seed) {}
@@ -252,6 +248,9 @@ asio::awaitable<Reflector::Next> Reflector::list() {
       if (const Value* c = meta ? meta->find("continue") : nullptr; c && c->isString()) {
         continueToken = c->asString();
       }
+      if (const Value* items = document.find("items"); observer_ && items && items->isArray()) {
+        for (const Value& item : items->asArray()) observer_("LIST", item);
+      }
       for (Decoded& d : decoder_.decodeDocument(document)) {
         switch (d.outcome) {
           case Decoded::Outcome::kOk:
@@ -364,6 +363,7 @@ std::optional<Reflector::Next> Reflector::handleWatchLine(std::string_view line,
   if (t != "ADDED" && t != "MODIFIED" && t != "DELETED") {
     return skip("unknown event type \"" + t + "\"");
   }
+  if (observer_) observer_(t, *object);
   Decoded d = decoder_.decodeObject(*object);
   if (!rv.empty()) resourceVersion_ = rv;
   if (t == "DELETED") {

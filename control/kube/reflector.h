@@ -60,18 +60,6 @@ inline constexpr std::string_view kProxyLabelSelector =
 // kube-proxy's node informer).
 std::vector<ResourceSpec> capstanResources(const std::string& nodeName);
 
-// A write the API client makes: what the ClusterRole in deploy/ must grant beyond list and
-// watch of capstanResources() (tests/deploy checks the grant is exactly these two lists).
-struct ApiWrite {
-  std::string group;     // API group; "" for the core group
-  std::string resource;  // with its subresource: "ingresses/status"
-  std::string verb;      // "patch"
-};
-
-// The Ingress status write-back (PATCH .../ingresses/{name}/status, a merge patch). A writer
-// added to the client must be listed here, and the status writer must use this entry.
-std::vector<ApiWrite> capstanApiWrites();
-
 // The backoff of client-go's reflector (wait.NewExponentialBackoffManager(800ms, 30s, 2m, 2.0,
 // 1.0)): each wait is d plus up to d of jitter, d doubling from `initial` to `max`; d starts over
 // after `resetAfter` without a backoff.
@@ -122,6 +110,12 @@ class Reflector {
   Reflector(boost::asio::io_context& io, ApiClient& client, ResourceSpec spec,
             ReflectorOptions options, Sink sink, ContactHandler onContact = {});
 
+  // Sees every object the server sends, before it is decoded: each item of a list page (type
+  // "LIST") and each watch event's object ("ADDED", "MODIFIED", "DELETED"). For what the
+  // decoder leaves out, such as an Ingress's status; set before run().
+  using ObjectObserver = std::function<void(std::string_view type, const Value& object)>;
+  void observeObjects(ObjectObserver observer) { observer_ = std::move(observer); }
+
   // Lists and watches until stop().
   boost::asio::awaitable<void> run();
   // Ends run() soon: wakes a backoff wait. The caller also cancels the client's connections.
@@ -167,6 +161,7 @@ class Reflector {
   ReflectorOptions options_;
   Sink sink_;
   ContactHandler onContact_;
+  ObjectObserver observer_;
   ObjectDecoder decoder_;
   Backoff backoff_;
   std::mt19937_64 random_;

@@ -271,6 +271,53 @@ TEST_F(ConfigTest, RejectsBadIngressSettingsNamingThem) {
       << r.error().message();
 }
 
+TEST_F(ConfigTest, ParsesIngressStatusSettings) {
+  auto flags = parseArgs({"--master", "http://127.0.0.1:1", "--ingress", "--ingress-status-address",
+                          "192.0.2.1, lb.example.com", "--ingress-status-address", "2001:db8::1"});
+  ASSERT_TRUE(flags.ok()) << flags.error().message();
+  EXPECT_EQ(flags->config.ingress.statusAddresses,
+            (std::vector<std::string>{"192.0.2.1", "lb.example.com", "2001:db8::1"}));
+  EXPECT_FALSE(flags->config.ingress.statusFromNode);
+  std::string path = writeFile("status.yaml", R"(kind: CapstanConfiguration
+ingress:
+  enabled: true
+  statusFromNode: true
+)");
+  auto file = parseArgs({"--config", path, "--master", "http://127.0.0.1:1"});
+  ASSERT_TRUE(file.ok()) << file.error().message();
+  EXPECT_TRUE(file->config.ingress.statusFromNode);
+  EXPECT_TRUE(file->config.ingress.statusAddresses.empty());
+
+  struct Bad {
+    std::vector<std::string> args;
+    std::string message;
+  };
+  for (const Bad& bad : std::vector<Bad>{
+           {{"--master", "http://127.0.0.1:1", "--ingress", "--ingress-status-address",
+             "Not_A_Host"},
+            "--ingress-status-address: \"Not_A_Host\" is neither an IP address nor a host name "
+            "(RFC 1123)"},
+           {{"--master", "http://127.0.0.1:1", "--ingress-status-address", "192.0.2.1"},
+            "--ingress-status-address: needs --ingress"},
+           {{"--manifests", "/m", "--ingress", "--ingress-status-from-node"},
+            "--ingress-status-from-node: needs the Kubernetes API source"},
+           {{"--master", "http://127.0.0.1:1", "--ingress", "--ingress-status-from-node",
+             "--ingress-status-address", "192.0.2.1"},
+            "--ingress-status-address: cannot be combined with --ingress-status-from-node"},
+       }) {
+    auto r = parseArgs(bad.args);
+    ASSERT_FALSE(r.ok()) << bad.message;
+    EXPECT_NE(r.error().message().find(bad.message), std::string::npos) << r.error().message();
+  }
+  std::string badFile =
+      writeFile("badstatus.yaml", "manifests: [/m]\ningress:\n  statusAddresses: [\"a b\"]\n");
+  auto r = parseArgs({"--config", badFile});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message().find("ingress.statusAddresses: \"a b\" is neither"),
+            std::string::npos)
+      << r.error().message();
+}
+
 TEST_F(ConfigTest, ParsesDpdkFlags) {
   auto r = parseArgs(
       {"--proxy-mode=dpdk", "--manifests", "/m", "--dpdk-eal-args", "-l 0,1 --file-prefix capstan",

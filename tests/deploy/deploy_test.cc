@@ -22,6 +22,7 @@
 
 #include "control/config.h"
 #include "control/document_reader.h"
+#include "control/kube/api_access.h"
 #include "control/kube/reflector.h"
 #include "control/status_server.h"
 #include "model/ingress.h"

@@ -65,16 +65,20 @@ class KubeDaemonTest : public testing::Test {
     if (HasFailure()) std::printf("--- capstan's log ---\n%s\n", readFile(dir_ + "/err").c_str());
     std::filesystem::remove_all(dir_);
   }
-  void start(const std::string& master) {
+  void start(const std::string& master, const std::vector<std::string>& extra = {}) {
     auto ports = support::freePorts(2);
     healthPort_ = ports[0];
     metricsPort_ = ports[1];
-    pid_ = support::spawn(
-        {kCapstan, "--proxy-mode=none", "--master", master, "--hostname-override", "node-a",
-         "--healthz-bind-address", "127.0.0.1:" + std::to_string(healthPort_),
-         "--metrics-bind-address", "127.0.0.1:" + std::to_string(metricsPort_), "--min-sync-period",
-         "100ms", "-v=2"},
-        dir_ + "/out", dir_ + "/err");
+    std::vector<std::string> args = {
+        kCapstan, "--proxy-mode=none", "--master", master, "--hostname-override",
+        "node-a", "--min-sync-period", "100ms",    "-v=2"};
+    for (auto [flag, port] : {std::pair{"--healthz-bind-address", healthPort_},
+                              std::pair{"--metrics-bind-address", metricsPort_}}) {
+      args.push_back(flag);
+      args.push_back("127.0.0.1:" + std::to_string(port));
+    }
+    args.insert(args.end(), extra.begin(), extra.end());
+    pid_ = support::spawn(args, dir_ + "/out", dir_ + "/err");
     ASSERT_GT(pid_, 0);
   }
   int healthz(std::string* body = nullptr) {
@@ -134,6 +138,40 @@ TEST_F(KubeDaemonTest, ReadyAfterTheFirstListKeepsItsViewWhileTheApiIsAway) {
   ASSERT_TRUE(status) << "capstan did not stop within 5 s of SIGTERM";
   pid_ = -1;
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << *status;
+}
+
+TEST_F(KubeDaemonTest, WritesTheIngressStatusOnce) {
+  KubeApiServer server;
+  server.upsert(kService);
+  server.upsert(slice({"10.244.1.1"}));
+  server.upsert(kNode);
+  server.upsert(
+      R"({"kind":"IngressClass","apiVersion":"networking.k8s.io/v1","metadata":{"name":"capstan"},"spec":{"controller":"capstan.io/ingress-controller"}})");
+  server.upsert(
+      R"({"kind":"Ingress","apiVersion":"networking.k8s.io/v1","metadata":{"name":"web","namespace":"shop"},"spec":{"ingressClassName":"capstan","defaultBackend":{"service":{"name":"web","port":{"number":80}}}}})");
+  auto port = support::freePorts(1)[0];
+  ASSERT_NO_FATAL_FAILURE(
+      start(server.url(), {"--ingress", "--ingress-workers", "1", "--ingress-http-address",
+                           "127.0.0.1:" + std::to_string(port), "--ingress-https-address", "",
+                           "--ingress-status-address", "192.0.2.1"}));
+  auto written = [&] {
+    auto json = server.object("Ingress", "shop", "web");
+    return json &&
+           json->find(R"("loadBalancer":{"ingress":[{"ip":"192.0.2.1"}]})") != std::string::npos;
+  };
+  ASSERT_TRUE(waitFor(written, 20s));
+  ASSERT_TRUE(waitFor([&] { return healthz() == 200; }, 20s));
+  std::this_thread::sleep_for(500ms);  // the patch's own watch event has come back by now
+  EXPECT_EQ(server.patches(), 1u);
+  auto records = server.requests();
+  EXPECT_EQ(std::count_if(records.begin(), records.end(),
+                          [](const auto& r) {
+                            return r.method == "PATCH" &&
+                                   r.target ==
+                                       "/apis/networking.k8s.io/v1/namespaces/shop/ingresses/web/"
+                                       "status";
+                          }),
+            1);
 }
 
 }  // namespace

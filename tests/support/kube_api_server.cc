@@ -136,9 +136,43 @@ bool labelsMatch(const std::string& selector, const std::map<std::string, std::s
   return true;
 }
 
+// RFC 7386 JSON merge patch: objects merge member by member, null deletes, the rest replaces.
+void mergePatch(Value& target, const Value& patch) {
+  if (!patch.isObject()) {
+    target = patch;
+    return;
+  }
+  if (!target.isObject()) target = Value(Value::Object{});
+  auto& members = target.mutableObject();
+  for (const auto& [key, value] : patch.asObject()) {
+    auto it = std::find_if(members.begin(), members.end(),
+                           [&](const Value::Member& m) { return m.first == key; });
+    if (value.isNull()) {
+      if (it != members.end()) members.erase(it);
+    } else if (it != members.end()) {
+      mergePatch(it->second, value);
+    } else {
+      members.emplace_back(key, Value());
+      mergePatch(members.back().second, value);
+    }
+  }
+}
+
+std::optional<Value> parseJson(std::string_view text) {
+  std::optional<Value> doc;
+  auto st = control::readJsonDocuments(text, [&](Value v, size_t) -> Status {
+    doc = std::move(v);
+    return okStatus();
+  });
+  if (!st.ok() || !doc || !doc->isObject()) return std::nullopt;
+  return doc;
+}
+
 }  // namespace
 
 struct KubeApiServer::Request {
+  std::string method;
+  std::string body;
   std::string target;
   std::string path;
   std::map<std::string, std::string> query;
@@ -190,6 +224,7 @@ struct KubeApiServer::Connection {
     std::string first = head.substr(0, lineEnd);
     size_t sp1 = first.find(' '), sp2 = first.rfind(' ');
     if (sp1 == std::string::npos || sp2 <= sp1) return false;
+    r.method = first.substr(0, sp1);
     r.target = first.substr(sp1 + 1, sp2 - sp1 - 1);
     size_t q = r.target.find('?');
     r.path = r.target.substr(0, q);
@@ -221,6 +256,15 @@ struct KubeApiServer::Connection {
       std::transform(name.begin(), name.end(), name.begin(), ::tolower);
       size_t vs = line.find_first_not_of(' ', colon + 1);
       r.headers[name] = vs == std::string::npos ? "" : line.substr(vs);
+    }
+    if (auto it = r.headers.find("content-length"); it != r.headers.end()) {
+      size_t length = std::stoul(it->second);
+      if (length > (size_t{64} << 20)) return false;
+      while (in.size() < length) {
+        if (!readMore()) return false;
+      }
+      r.body = in.substr(0, length);
+      in.erase(0, length);
     }
     return true;
   }
@@ -363,7 +407,7 @@ void KubeApiServer::serve(std::shared_ptr<Connection> c) {
 }
 
 void KubeApiServer::handle(Connection& c, const Request& r) {
-  RequestRecord record{r.target, "", c.clientCert, 0, std::chrono::steady_clock::now()};
+  RequestRecord record{r.target, "", c.clientCert, 0, std::chrono::steady_clock::now(), r.method};
   if (auto it = r.headers.find("authorization"); it != r.headers.end()) {
     record.authorization = it->second;
   }
@@ -381,8 +425,10 @@ void KubeApiServer::handle(Connection& c, const Request& r) {
     bool discovery =
         r.path == "/api" || r.path == "/apis" || r.path == "/version" || r.path == "/api/v1" ||
         (r.path.starts_with("/apis/") && std::count(r.path.begin(), r.path.end(), '/') == 3);
+    bool isPatch = r.method == "PATCH";
     if (authorized && !failures_.empty() && !discovery &&
-        (isWatch || !failures_.front().watchesOnly)) {
+        (isWatch || !failures_.front().watchesOnly) &&
+        (isPatch || !failures_.front().patchesOnly)) {
       failure = failures_.front();
       failures_.erase(failures_.begin());
     }
@@ -457,6 +503,10 @@ void KubeApiServer::handle(Connection& c, const Request& r) {
       ns = rest.substr(11, slash - 11);
       rest = rest.substr(slash + 1);
     }
+    if (r.method == "PATCH") {
+      handlePatch(c, r, rest, ns);
+      return;
+    }
     const ResourceInfo* info = byResource(rest);
     if (!info || info->groupVersion != gv) break;
     if (isWatch) {
@@ -471,30 +521,30 @@ void KubeApiServer::handle(Connection& c, const Request& r) {
 }
 
 uint64_t KubeApiServer::upsert(const std::string& objectJson) {
-  std::optional<Value> doc;
-  auto st = control::readJsonDocuments(objectJson, [&](Value v, size_t) -> Status {
-    doc = std::move(v);
-    return okStatus();
-  });
-  if (!st.ok() || !doc || !doc->isObject()) {
-    throw std::runtime_error("KubeApiServer::upsert: not a JSON object");
-  }
+  std::optional<Value> doc = parseJson(objectJson);
+  if (!doc) throw std::runtime_error("KubeApiServer::upsert: not a JSON object");
   const ResourceInfo* info = byKind(stringField(*doc, "kind"));
   if (!info) throw std::runtime_error("KubeApiServer::upsert: unknown kind");
-  std::string ns = info->namespaced ? stringField(*doc, "metadata", "namespace") : "";
+  std::lock_guard lock(mu_);
+  storeLocked(*doc);
+  return rv_;
+}
+
+const std::string& KubeApiServer::storeLocked(Value& doc) {
+  const ResourceInfo* info = byKind(stringField(doc, "kind"));
+  std::string ns = info->namespaced ? stringField(doc, "metadata", "namespace") : "";
   if (info->namespaced && ns.empty()) ns = "default";
-  std::string name = stringField(*doc, "metadata", "name");
+  std::string name = stringField(doc, "metadata", "name");
   Version v;
-  if (const Value* labels = doc->find("metadata") ? doc->find("metadata")->find("labels") : nullptr;
+  if (const Value* labels = doc.find("metadata") ? doc.find("metadata")->find("labels") : nullptr;
       labels && labels->isObject()) {
     for (const auto& [k, lv] : labels->asObject()) {
       if (lv.isString()) v.labels[k] = lv.asString();
     }
   }
-  v.type = stringField(*doc, "type");
-  std::lock_guard lock(mu_);
+  v.type = stringField(doc, "type");
   v.rv = ++rv_;
-  for (auto& [key, member] : doc->mutableObject()) {
+  for (auto& [key, member] : doc.mutableObject()) {
     if (key != "metadata" || !member.isObject()) continue;
     auto& meta = member.mutableObject();
     std::erase_if(meta, [](const auto& m) { return m.first == "resourceVersion"; });
@@ -504,7 +554,17 @@ uint64_t KubeApiServer::upsert(const std::string& objectJson) {
       meta.emplace_back("namespace", Value(ns));
     }
   }
-  appendJson(*doc, v.json);
+  appendJson(doc, v.json);
+  // List items carry neither kind nor apiVersion, as the API server's do; encoded once here.
+  v.itemJson = "{";
+  for (const auto& [key, member] : doc.asObject()) {
+    if (key == "kind" || key == "apiVersion") continue;
+    if (v.itemJson.size() > 1) v.itemJson += ',';
+    control::appendJsonString(v.itemJson, key);
+    v.itemJson += ':';
+    appendJson(member, v.itemJson);
+  }
+  v.itemJson += '}';
   Entry& entry = entries_[std::string(info->resource) + "/" + ns + "/" + name];
   entry.resource = info->resource;
   entry.ns = ns;
@@ -519,7 +579,61 @@ uint64_t KubeApiServer::upsert(const std::string& objectJson) {
   entry.versions.push_back(std::move(v));
   log_.push_back(std::move(line));
   changed_.notify_all();
-  return rv_;
+  return entry.versions.back().json;
+}
+
+void KubeApiServer::handlePatch(Connection& c, const Request& r, const std::string& rest,
+                                const std::string& ns) {
+  // Only what Capstan writes: PATCH <resource>/<name>/status with a JSON merge patch. As the
+  // API server's status subresource does, only the patch's status is applied.
+  size_t slash = rest.find('/');
+  size_t second = slash == std::string::npos ? slash : rest.find('/', slash + 1);
+  std::string resource = rest.substr(0, slash);
+  if (second == std::string::npos || rest.substr(second + 1) != "status" || !byResource(resource)) {
+    c.respond(405, "application/json",
+              statusJson(405, "MethodNotAllowed", "PATCH is served for <resource>/<name>/status"));
+    return;
+  }
+  std::string name = rest.substr(slash + 1, second - slash - 1);
+  if (auto it = r.headers.find("content-type");
+      it == r.headers.end() || it->second != "application/merge-patch+json") {
+    c.respond(415, "application/json",
+              statusJson(415, "UnsupportedMediaType",
+                         "the body of the request was in an unknown "
+                         "format - accepted media types include: "
+                         "application/merge-patch+json"));
+    return;
+  }
+  std::optional<Value> patch = parseJson(r.body);
+  if (!patch) {
+    c.respond(400, "application/json", statusJson(400, "BadRequest", "invalid JSON patch"));
+    return;
+  }
+  std::string json;
+  bool found = false;
+  {
+    std::lock_guard lock(mu_);
+    auto it = entries_.find(resource + "/" + ns + "/" + name);
+    if (it == entries_.end() || it->second.versions.back().deleted) {
+      json = statusJson(404, "NotFound", resource + " \"" + name + "\" not found");
+    } else {
+      std::optional<Value> doc = parseJson(it->second.versions.back().json);
+      const Value* status = patch->find("status");
+      if (status) {
+        for (auto& [key, member] : doc->mutableObject()) {
+          if (key == "status") mergePatch(member, *status);
+        }
+        if (!doc->find("status")) {
+          doc->mutableObject().emplace_back("status", Value());
+          mergePatch(doc->mutableObject().back().second, *status);
+        }
+      }
+      json = storeLocked(*doc);
+      found = true;
+      ++patches_;
+    }
+  }
+  c.respond(found ? 200 : 404, "application/json", json);
 }
 
 uint64_t KubeApiServer::remove(const std::string& kind, const std::string& ns,
@@ -599,7 +713,29 @@ void KubeApiServer::dropWatches() {
 
 void KubeApiServer::failNext(int status, int count, int retryAfterSeconds, bool watchesOnly) {
   std::lock_guard lock(mu_);
-  for (int i = 0; i < count; ++i) failures_.push_back({status, retryAfterSeconds, watchesOnly});
+  for (int i = 0; i < count; ++i) {
+    failures_.push_back({status, retryAfterSeconds, watchesOnly, false});
+  }
+}
+
+void KubeApiServer::failNextPatches(int status, int count, int retryAfterSeconds) {
+  std::lock_guard lock(mu_);
+  for (int i = 0; i < count; ++i) failures_.push_back({status, retryAfterSeconds, false, true});
+}
+
+std::optional<std::string> KubeApiServer::object(const std::string& kind, const std::string& ns,
+                                                 const std::string& name) const {
+  const ResourceInfo* info = byKind(kind);
+  if (!info) return std::nullopt;
+  std::lock_guard lock(mu_);
+  auto it = entries_.find(std::string(info->resource) + "/" + ns + "/" + name);
+  if (it == entries_.end() || it->second.versions.back().deleted) return std::nullopt;
+  return it->second.versions.back().json;
+}
+
+uint64_t KubeApiServer::patches() const {
+  std::lock_guard lock(mu_);
+  return patches_;
 }
 
 void KubeApiServer::setDown(bool down) {
@@ -677,9 +813,12 @@ void KubeApiServer::handleList(Connection& c, const Request& r, const std::strin
     std::string lastKey;
     bool more = false;
     size_t remaining = 0;
-    for (const auto& [key, entry] : entries_) {
-      if (entry.resource != resource || (!ns.empty() && entry.ns != ns)) continue;
-      if (!after.empty() && key <= after) continue;
+    // Keys are "resource/ns/name": a resource's entries are one range, a page starts after the
+    // last key of the previous one.
+    auto from = after.empty() ? entries_.lower_bound(resource + "/") : entries_.upper_bound(after);
+    for (auto it = from; it != entries_.end() && it->second.resource == resource; ++it) {
+      const auto& [key, entry] = *it;
+      if (!ns.empty() && entry.ns != ns) continue;
       // The version current at listRv.
       const Version* v = nullptr;
       for (const Version& candidate : entry.versions) {
@@ -700,16 +839,8 @@ void KubeApiServer::handleList(Connection& c, const Request& r, const std::strin
         ++remaining;
         continue;
       }
-      // List items carry neither kind nor apiVersion, as the API server's do.
-      std::optional<Value> item;
-      (void)control::readJsonDocuments(v->json, [&](Value value, size_t) -> Status {
-        item = std::move(value);
-        return okStatus();
-      });
-      std::erase_if(item->mutableObject(),
-                    [](const auto& m) { return m.first == "kind" || m.first == "apiVersion"; });
       if (count++) items += ',';
-      appendJson(*item, items);
+      items += v->itemJson;
       lastKey = key;
     }
     body = R"({"kind":")" + std::string(info->kind) + R"(List","apiVersion":")" +

@@ -10,6 +10,9 @@
 // - watches (?watch=true) as chunked streams of newline-delimited JSON events (ADDED, MODIFIED,
 //   DELETED, BOOKMARK when allowWatchBookmarks, ERROR), starting after the requested
 //   resourceVersion ("" and "0": the current objects as ADDED first), ending at timeoutSeconds;
+// - PATCH of a status subresource (.../ingresses/<name>/status) with a JSON merge patch: the
+//   patch's status merged into the object, a new resourceVersion, a MODIFIED event, the object
+//   as the answer (404 for an object that is not there);
 // - resourceVersion semantics: one counter over all objects; after compact(), a watch or a
 //   continue token from an older version gets 410 Gone (an ERROR event, or the HTTP status).
 // Faults on command: answers with a status (429 with Retry-After, 500), watches dropped mid-
@@ -30,6 +33,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "control/value.h"
 
 namespace capstan::support {
 
@@ -61,6 +66,11 @@ class KubeApiServer {
   // or 0 if there was no such object.
   uint64_t remove(const std::string& kind, const std::string& ns, const std::string& name);
   uint64_t resourceVersion() const;
+  // The stored JSON of kind ns/name (with its resourceVersion); nullopt when there is none.
+  std::optional<std::string> object(const std::string& kind, const std::string& ns,
+                                    const std::string& name) const;
+  // PATCH requests applied (answered 200).
+  uint64_t patches() const;
 
   // Sends a BOOKMARK at the current resourceVersion to every watch that asked for bookmarks.
   void bookmark();
@@ -77,6 +87,8 @@ class KubeApiServer {
   // The next `count` requests (lists and watches; `watchesOnly`: only watches) are answered
   // with `status` and, if retryAfterSeconds >= 0, a Retry-After header.
   void failNext(int status, int count, int retryAfterSeconds = -1, bool watchesOnly = false);
+  // The same for the next `count` PATCH requests only.
+  void failNextPatches(int status, int count, int retryAfterSeconds = -1);
   // Down: the listening socket and every connection are closed (new connections are refused);
   // up again on the same port.
   void setDown(bool down);
@@ -88,6 +100,7 @@ class KubeApiServer {
     bool clientCertificate = false;
     int status = 0;
     std::chrono::steady_clock::time_point at;
+    std::string method;  // "GET", "PATCH"
   };
   std::vector<RequestRecord> requests() const;
   size_t openWatches() const;
@@ -98,7 +111,8 @@ class KubeApiServer {
   struct Version {
     uint64_t rv = 0;
     bool deleted = false;
-    std::string json;  // with metadata.resourceVersion
+    std::string json;      // with metadata.resourceVersion
+    std::string itemJson;  // the same without kind and apiVersion, as list items are
     std::map<std::string, std::string> labels;
     std::string type;  // Secret type, for fieldSelector type=
   };
@@ -128,6 +142,11 @@ class KubeApiServer {
                   const std::string& ns);
   void handleWatch(Connection& c, const Request& request, const std::string& resource,
                    const std::string& ns);
+  void handlePatch(Connection& c, const Request& request, const std::string& rest,
+                   const std::string& ns);
+  // Stores `doc` (an object with kind and metadata) as the newest version of its object, with
+  // the next resourceVersion, and tells the watches; returns its JSON. mu_ held.
+  const std::string& storeLocked(control::Value& doc);
 
   Options options_;
   void* tls_ = nullptr;  // SSL_CTX*
@@ -147,11 +166,13 @@ class KubeApiServer {
     int status;
     int retryAfter;
     bool watchesOnly;
+    bool patchesOnly;
   };
   std::vector<Failure> failures_;
   std::vector<RequestRecord> requests_;
   std::set<int> connectionFds_;
   size_t openWatches_ = 0;
+  uint64_t patches_ = 0;
   std::vector<std::thread> threads_;
   std::thread acceptThread_;
 };
