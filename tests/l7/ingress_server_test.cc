@@ -17,12 +17,14 @@
 
 #include "tests/l7/ingress_state_builder.h"
 #include "tests/l7/tls/tls_test_support.h"
+#include "tests/support/eventually.h"
 #include "tests/support/http_peers.h"
 #include "tests/support/loopback_http.h"
 
 namespace capstan::l7 {
 namespace {
 
+using support::eventually;
 using support::getRequest;
 using support::HttpClient;
 using support::HttpUpstream;
@@ -34,16 +36,6 @@ using namespace std::chrono_literals;
 
 const boost::asio::ip::tcp::endpoint kLoopbackAnyPort(boost::asio::ip::make_address("127.0.0.1"),
                                                       0);
-
-// Polls `condition` every 10 ms for up to `limit`.
-template <class F>
-bool eventually(F condition, std::chrono::milliseconds limit = 3s) {
-  for (auto end = std::chrono::steady_clock::now() + limit; std::chrono::steady_clock::now() < end;
-       std::this_thread::sleep_for(10ms)) {
-    if (condition()) return true;
-  }
-  return condition();
-}
 
 std::string bodyOf(const std::optional<HttpClient::Response>& response) {
   return response ? response->body() : "(no response)";

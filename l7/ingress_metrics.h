@@ -1,0 +1,208 @@
+// Per-route and per-upstream traffic statistics of the ingress, and the per-request recorder that
+// feeds them and the access log.
+//
+// Share nothing: every worker has its own WorkerStats. A counter is written by its worker only
+// (a relaxed load and store, no read-modify-write, no cache line shared with another worker) and
+// read by the /metrics scraper, which sums the workers (IngressServer::stats()). Recording a
+// request allocates nothing and takes no lock.
+//
+// Stats are keyed by what Prometheus labels them with — a route by its Ingress, host and path, an
+// upstream by its service, port and endpoint — so a route or endpoint that stays across route
+// tables keeps its counters, and one that goes is dropped at the table swap (once no request or
+// connection uses it): the label sets stay bounded by the current table.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <vector>
+
+#include "l7/access_log.h"
+#include "l7/route_table.h"
+
+namespace capstan::l7 {
+
+// Upper bounds of the latency histograms, in seconds (Prometheus's default buckets); one more
+// bucket counts what is above the last.
+inline constexpr std::array<double, 11> kLatencyBuckets = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                                           0.5,   1,    2.5,   5,    10};
+
+// A value only its worker writes and the scraper reads.
+class WorkerCounter {
+ public:
+  void add(uint64_t n) {
+    value_.store(value_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  void sub(uint64_t n) { add(0 - n); }  // gauges: wraps back
+  uint64_t get() const { return value_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<uint64_t> value_{0};
+};
+
+// What routes and upstreams both count.
+struct TrafficStats {
+  WorkerCounter requests;
+  std::array<WorkerCounter, 5> responses;  // [0] 1xx ... [4] 5xx
+  WorkerCounter bytesIn;                   // from the client: request head and body
+  WorkerCounter bytesOut;                  // to the client: response head and body
+  WorkerCounter durationNs;
+  std::array<WorkerCounter, kLatencyBuckets.size() + 1> buckets;  // not cumulative
+
+  void record(uint16_t status, uint64_t in, uint64_t out, std::chrono::nanoseconds duration);
+};
+
+struct RouteStats {
+  std::string ingress;  // "namespace/name"
+  std::string host;     // as the rule writes it; empty: every host
+  std::string path;     // as the rule writes it; empty: the defaultBackend
+  TrafficStats traffic;
+  WorkerCounter inFlight;  // requests
+};
+
+struct UpstreamStats {
+  std::string service;   // "namespace/name"
+  std::string port;      // the service port's name (or number as the Ingress wrote it)
+  std::string endpoint;  // "ip:port"
+  TrafficStats traffic;  // duration: the upstream's part (from its choice to the response's end)
+  WorkerCounter inFlight;
+  WorkerCounter open;  // connections, in use and pooled
+};
+
+// Counts one open upstream connection in its endpoint's stats for as long as it lives.
+class OpenConnectionGauge {
+ public:
+  OpenConnectionGauge() = default;
+  OpenConnectionGauge(const OpenConnectionGauge&) = delete;
+  OpenConnectionGauge& operator=(const OpenConnectionGauge&) = delete;
+  ~OpenConnectionGauge() {
+    if (stats_) stats_->open.sub(1);
+  }
+  void attach(UpstreamStats* stats) {
+    if (stats_) stats_->open.sub(1);
+    stats_ = stats;
+    if (stats_) stats_->open.add(1);
+  }
+
+ private:
+  UpstreamStats* stats_ = nullptr;
+};
+
+// A snapshot of TrafficStats, summed over workers.
+struct TrafficSample {
+  uint64_t requests = 0;
+  std::array<uint64_t, 5> responses{};
+  uint64_t bytesIn = 0;
+  uint64_t bytesOut = 0;
+  uint64_t durationNs = 0;
+  std::array<uint64_t, kLatencyBuckets.size() + 1> buckets{};
+
+  void add(const TrafficStats& stats);
+};
+
+struct RouteSample {
+  std::string ingress, host, path;
+  TrafficSample traffic;
+  uint64_t inFlight = 0;
+};
+
+struct UpstreamSample {
+  std::string service, port, endpoint;
+  TrafficSample traffic;
+  uint64_t open = 0;
+};
+
+// Sorted by labels.
+struct IngressStats {
+  std::vector<RouteSample> routes;
+  std::vector<UpstreamSample> upstreams;
+};
+
+// One worker's stats. Everything but collect() is for the worker's thread only.
+class WorkerStats {
+ public:
+  // With the table the worker adopts: finds or creates the stats of its routes and endpoints,
+  // and retires the others (freed once unused).
+  void setTable(const RouteTable* table);
+
+  // The stats of a route of the current table.
+  RouteStats* route(const Route& route) const { return routes_[route.id]; }
+  // The stats of endpoint `index` of `backend` of `table`: an index lookup for the current
+  // table, a keyed one (or null) for an older table a request still uses.
+  UpstreamStats* upstream(const RouteTable* table, const Backend& backend, uint32_t index) const;
+
+  // Frees retired stats that no request or connection uses any more.
+  void reap();
+
+  // Adds this worker's live stats to `routes` and `upstreams` (keyed by labels). Any thread.
+  using RouteKey = std::tuple<std::string, std::string, std::string>;
+  using UpstreamKey = std::tuple<std::string, std::string, std::string>;
+  void collect(std::map<RouteKey, RouteSample>& routes,
+               std::map<UpstreamKey, UpstreamSample>& upstreams) const;
+
+ private:
+  mutable std::mutex mutex_;  // the maps' shape: the worker at setTable/reap, the scraper
+  std::map<RouteKey, std::unique_ptr<RouteStats>> routeMap_;
+  std::map<UpstreamKey, std::unique_ptr<UpstreamStats>> upstreamMap_;
+  std::vector<std::unique_ptr<RouteStats>> retiredRoutes_;
+  std::vector<std::unique_ptr<UpstreamStats>> retiredUpstreams_;
+  // The current table's index: by Route::id, and by endpoint (backendOffset_[Backend::id] + i).
+  const RouteTable* table_ = nullptr;
+  std::vector<RouteStats*> routes_;
+  std::vector<uint32_t> backendOffset_;
+  std::vector<UpstreamStats*> upstreams_;
+};
+
+// Sums the workers' stats into one sorted snapshot.
+IngressStats mergeStats(std::map<WorkerStats::RouteKey, RouteSample> routes,
+                        std::map<WorkerStats::UpstreamKey, UpstreamSample> upstreams);
+
+// One connection's record of the request it is serving: when it started, where it went, what was
+// sent; at its end, the stats and the access log line. Allocation-free once the log fields'
+// strings have grown. Each begin() is followed by exactly one end().
+class RequestRecorder {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  // The request's head has been read (`logged`: the access log is on, so its fields are copied).
+  void begin(Clock::time_point now, bool logged);
+  // The log's fields of the head; only when logged. Empty method: the head was refused.
+  void head(std::string_view method, std::string_view target, uint8_t minorVersion,
+            std::string_view host, std::string_view userAgent, std::string_view referer,
+            std::string_view requestId);
+  void generatedRequestId(std::string_view id);  // when the client sent none
+  void route(RouteStats* stats);
+  // An upstream was chosen (again, after a failed connect): the last one is recorded.
+  void upstream(UpstreamStats* stats, Clock::time_point now);
+  void received(uint64_t bytes) { bytesIn_ += bytes; }
+  void sent(uint64_t bytes) { bytesOut_ += bytes; }
+  void status(uint16_t status) { status_ = status; }
+
+  // The request ended (answered, or given up): counts it, and logs it when `log` is on.
+  void end(Clock::time_point now, std::string_view client, AccessLogBuffer& log);
+
+  bool active() const { return active_; }
+  UpstreamStats* upstreamStats() const { return upstream_; }
+
+ private:
+  bool active_ = false;
+  bool logged_ = false;
+  uint16_t status_ = 0;
+  uint8_t minorVersion_ = 1;
+  Clock::time_point start_{};
+  Clock::time_point upstreamStart_{};
+  uint64_t bytesIn_ = 0;
+  uint64_t bytesOut_ = 0;
+  RouteStats* route_ = nullptr;
+  UpstreamStats* upstream_ = nullptr;
+  std::string method_, target_, host_, userAgent_, referer_, requestId_;
+};
+
+}  // namespace capstan::l7
