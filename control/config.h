@@ -73,6 +73,10 @@ struct Config {
     std::chrono::nanoseconds upstreamResponseTimeout = std::chrono::seconds(60);
     uint64_t maxBodyBytes = uint64_t{1} << 30;  // --ingress-max-body-size; 0: no limit
     uint32_t maxConnections = 100'000;          // --ingress-max-connections; 0: no limit
+    std::string accessLog;                      // --ingress-access-log: a path, "-"; empty: none
+    std::string accessLogFormat = "json";       // --ingress-access-log-format: json or common
+    // --ingress-drain-timeout: on SIGTERM, how long requests in flight may finish.
+    std::chrono::nanoseconds drainTimeout = std::chrono::seconds(10);
 
     bool operator==(const Ingress&) const = default;
   };
