@@ -544,8 +544,9 @@ class Session : public std::enable_shared_from_this<Session<Stream>>, DrainableS
     const Backend& backend = *route.backend;
     Balancer& balancer = worker_.balancer;
     expired_.reset();
-    uint32_t endpoint = balancer.pick(route, hashKey, Clock::now());
-    recorder_.upstream(worker_.stats.upstream(&table, backend, endpoint), Clock::now());
+    const Clock::time_point now = Clock::now();
+    uint32_t endpoint = balancer.pick(route, hashKey, now);
+    recorder_.upstream(worker_.stats.upstream(&table, backend, endpoint), now);
     Balancer::Lease lease = balancer.started(backend, endpoint);
     // Connect; a failed connect is tried once more on another endpoint (nothing was sent).
     bool connected = co_await connectUpstream(backend.endpoints[endpoint], true);
@@ -553,8 +554,9 @@ class Session : public std::enable_shared_from_this<Session<Stream>>, DrainableS
       finish(std::move(lease), Balancer::Outcome::kFailure, Clock::now());
       worker_.add(kUpstreamRetries);
       expired_.reset();
-      endpoint = balancer.pick(route, hashKey, Clock::now(), endpoint);
-      recorder_.upstream(worker_.stats.upstream(&table, backend, endpoint), Clock::now());
+      const Clock::time_point retryNow = Clock::now();
+      endpoint = balancer.pick(route, hashKey, retryNow, endpoint);
+      recorder_.upstream(worker_.stats.upstream(&table, backend, endpoint), retryNow);
       lease = balancer.started(backend, endpoint);
       connected = co_await connectUpstream(backend.endpoints[endpoint], true);
     }
