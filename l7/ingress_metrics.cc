@@ -155,26 +155,34 @@ void RequestRecorder::begin(Clock::time_point now, bool logged) {
   route_ = nullptr;
   upstream_ = nullptr;
   if (logged) {
-    for (std::string* field : {&method_, &target_, &host_, &userAgent_, &referer_, &requestId_}) {
-      field->clear();
-    }
+    fields_.clear();
+    fieldEnd_.fill(0);
   }
+}
+
+std::string_view RequestRecorder::field(Field f) const {
+  const uint32_t begin = f == 0 ? 0 : fieldEnd_[f - 1];
+  return std::string_view(fields_).substr(begin, fieldEnd_[f] - begin);
 }
 
 void RequestRecorder::head(std::string_view method, std::string_view target, uint8_t minorVersion,
                            std::string_view host, std::string_view userAgent,
                            std::string_view referer, std::string_view requestId) {
-  method_.assign(method);
-  target_.assign(target);
   minorVersion_ = minorVersion;
-  host_.assign(host);
-  userAgent_.assign(userAgent);
-  referer_.assign(referer);
-  requestId_.assign(requestId);
+  fields_.clear();
+  size_t i = 0;
+  for (std::string_view value : {method, target, host, userAgent, referer, requestId}) {
+    fields_.append(value);
+    fieldEnd_[i++] = static_cast<uint32_t>(fields_.size());
+  }
 }
 
 void RequestRecorder::generatedRequestId(std::string_view id) {
-  if (logged_ && requestId_.empty()) requestId_.assign(id);
+  // The request id is the last field: one the client did not send is appended in place.
+  if (logged_ && field(kRequestId).empty()) {
+    fields_.append(id);
+    fieldEnd_[kRequestId] = static_cast<uint32_t>(fields_.size());
+  }
 }
 
 void RequestRecorder::route(RouteStats* stats) {
@@ -207,19 +215,19 @@ void RequestRecorder::end(Clock::time_point now, std::string_view client, Access
     AccessLogEntry entry;
     entry.time = std::chrono::system_clock::now();
     entry.client = client;
-    entry.method = method_;
-    entry.target = target_;
+    entry.method = field(kMethod);
+    entry.target = field(kTarget);
     entry.minorVersion = minorVersion_;
     entry.status = status_;
     entry.bytesSent = bytesOut_;
     entry.duration = duration;
     if (upstream_) entry.upstream = upstream_->endpoint;
     entry.upstreamTime = upstreamTime;
-    entry.host = host_;
+    entry.host = field(kHost);
     if (route_) entry.route = route_->ingress;
-    entry.requestId = requestId_;
-    entry.userAgent = userAgent_;
-    entry.referer = referer_;
+    entry.requestId = field(kRequestId);
+    entry.userAgent = field(kUserAgent);
+    entry.referer = field(kReferer);
     log.log(entry);
   }
 }

@@ -202,7 +202,12 @@ class RequestRecorder {
   uint64_t bytesOut_ = 0;
   RouteStats* route_ = nullptr;
   UpstreamStats* upstream_ = nullptr;
-  std::string method_, target_, host_, userAgent_, referer_, requestId_;
+  // The log's fields of the head, one after the other in one string (a connection carries one
+  // string, not six: idle keep-alive connections are many), and where each ends.
+  enum Field : uint8_t { kMethod, kTarget, kHost, kUserAgent, kReferer, kRequestId, kFieldCount };
+  std::string_view field(Field f) const;
+  std::string fields_;
+  std::array<uint32_t, kFieldCount> fieldEnd_{};
 };
 
 }  // namespace capstan::l7
