@@ -18,17 +18,17 @@
 #include "l7/ingress_server.h"
 #include "tests/l7/ingress_state_builder.h"
 #include "tests/l7/json_line.h"
-#include "tests/support/eventually.h"
+#include "tests/support/child_process.h"
 #include "tests/support/http_peers.h"
 #include "tests/support/prometheus_text.h"
 
 namespace capstan::l7 {
 namespace {
 
-using support::eventually;
 using support::getRequest;
 using support::HttpClient;
 using support::HttpUpstream;
+using support::waitFor;
 using test::IngressStateBuilder;
 using test::jsonField;
 using test::parseJsonLine;
@@ -109,7 +109,7 @@ class IngressObservabilityTest : public ::testing::Test {
   // The log's lines, once there are `n` of them (the workers hand lines over every 100 ms).
   std::vector<std::string> logLines(size_t n) {
     std::vector<std::string> lines;
-    eventually([&] {
+    waitFor([&] {
       lines = fileLines(logPath_);
       return lines.size() >= n;
     });
@@ -232,7 +232,7 @@ TEST_F(IngressObservabilityTest, StatsPerRouteAndUpstreamCountAKnownSetOfRequest
 
   // Requests end (and are counted) after their last byte went out: wait for the last one.
   IngressStats stats;
-  ASSERT_TRUE(eventually([&] {
+  ASSERT_TRUE(waitFor([&] {
     stats = server_->stats();
     return stats.routes.size() == 2 && stats.routes[0].traffic.requests == 9;
   }));
@@ -298,10 +298,10 @@ TEST_F(IngressObservabilityTest, StatsOfARemovedRouteAreGoneAfterTheSwap) {
   HttpClient client(ingressPort_);
   ASSERT_EQ(client.request(getRequest("web.example.com", "/"))->result_int(), 200);
   ASSERT_EQ(client.request(getRequest("api.example.com", "/v1"))->result_int(), 200);
-  ASSERT_TRUE(eventually([&] { return server_->stats().routes.size() == 2; }));
+  ASSERT_TRUE(waitFor([&] { return server_->stats().routes.size() == 2; }));
 
   server_->publish(table(/*withApi=*/false));
-  ASSERT_TRUE(eventually([&] { return server_->counters().tableSwaps == 1; }));
+  ASSERT_TRUE(waitFor([&] { return server_->counters().tableSwaps == 1; }));
   IngressStats stats = server_->stats();
   ASSERT_EQ(stats.routes.size(), 1u);
   EXPECT_EQ(stats.routes[0].host, "web.example.com");
@@ -310,7 +310,7 @@ TEST_F(IngressObservabilityTest, StatsOfARemovedRouteAreGoneAfterTheSwap) {
     EXPECT_NE(u.service, "default/api") << "the endpoint's stats went with its route";
   }
   ASSERT_EQ(client.request(getRequest("web.example.com", "/"))->result_int(), 200);
-  EXPECT_TRUE(eventually([&] { return server_->stats().routes[0].traffic.requests == 2; }));
+  EXPECT_TRUE(waitFor([&] { return server_->stats().routes[0].traffic.requests == 2; }));
 }
 
 TEST_F(IngressObservabilityTest, DrainLetsARequestInFlightFinishRefusesNewOnesAndClosesIdleOnes) {
@@ -319,7 +319,7 @@ TEST_F(IngressObservabilityTest, DrainLetsARequestInFlightFinishRefusesNewOnesAn
   ASSERT_EQ(idle.request(getRequest("web.example.com", "/"))->result_int(), 200);
   HttpClient slow(ingressPort_);
   ASSERT_TRUE(slow.send(getRequest("api.example.com", "/sleep/800")));
-  ASSERT_TRUE(eventually([&] {
+  ASSERT_TRUE(waitFor([&] {
     IngressStats stats = server_->stats();
     return !stats.upstreams.empty() && stats.upstreams[0].service == "default/api" &&
            stats.routes[0].inFlight == 1 && stats.upstreams[0].open == 1;
@@ -329,7 +329,7 @@ TEST_F(IngressObservabilityTest, DrainLetsARequestInFlightFinishRefusesNewOnesAn
   auto drained = std::async(std::launch::async, [&] { return server_->drain(5s); });
   EXPECT_TRUE(idle.closedByPeer()) << "an idle keep-alive connection is closed at once";
   EXPECT_LT(std::chrono::steady_clock::now() - start, 700ms);
-  EXPECT_TRUE(eventually([&] { return !HttpClient(ingressPort_, 200ms).connected(); }))
+  EXPECT_TRUE(waitFor([&] { return !HttpClient(ingressPort_, 200ms).connected(); }))
       << "new connections are refused";
 
   auto response = slow.read();
@@ -345,7 +345,7 @@ TEST_F(IngressObservabilityTest, DrainTimeoutCutsARequestThatOutlastsIt) {
   start(1u);
   HttpClient slow(ingressPort_, 10s);
   ASSERT_TRUE(slow.send(getRequest("api.example.com", "/sleep/3000")));
-  ASSERT_TRUE(eventually([&] { return server_->counters().requests == 1; }));
+  ASSERT_TRUE(waitFor([&] { return server_->counters().requests == 1; }));
   const auto start = std::chrono::steady_clock::now();
   EXPECT_FALSE(server_->drain(300ms));
   EXPECT_FALSE(slow.read()) << "no response: the request was cut";

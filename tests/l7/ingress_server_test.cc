@@ -17,17 +17,17 @@
 
 #include "tests/l7/ingress_state_builder.h"
 #include "tests/l7/tls/tls_test_support.h"
-#include "tests/support/eventually.h"
+#include "tests/support/child_process.h"
 #include "tests/support/http_peers.h"
 #include "tests/support/loopback_http.h"
 
 namespace capstan::l7 {
 namespace {
 
-using support::eventually;
 using support::getRequest;
 using support::HttpClient;
 using support::HttpUpstream;
+using support::waitFor;
 using test::IngressStateBuilder;
 using test::path;
 using test::serviceBackend;
@@ -279,7 +279,7 @@ TEST_F(IngressServerTest, SlowHeadersAreCutOffAtTheHeaderTimeout) {
   auto begin = std::chrono::steady_clock::now();
   EXPECT_TRUE(client.closedByPeer());
   EXPECT_LT(std::chrono::steady_clock::now() - begin, 2500ms);
-  EXPECT_TRUE(eventually([&] { return server_->counters().headerTimeouts == 1; }));
+  EXPECT_TRUE(waitFor([&] { return server_->counters().headerTimeouts == 1; }));
 }
 
 TEST_F(IngressServerTest, WebSocketUpgradeIsTunnelled) {
@@ -309,7 +309,7 @@ TEST_F(IngressServerTest, NewTablesApplyWithoutDroppingConnections) {
   // Publish a table where web has only its first endpoint; the open connection keeps working and
   // every later request goes to web-1.
   server_->publish(table("", 1));
-  ASSERT_TRUE(eventually([&] { return server_->counters().tableSwaps == 2; }));
+  ASSERT_TRUE(waitFor([&] { return server_->counters().tableSwaps == 2; }));
   for (int i = 0; i < 10; ++i) {
     auto r = client.request(getRequest("web.example.com", "/"));
     ASSERT_TRUE(r) << i;
@@ -326,7 +326,7 @@ TEST_F(IngressServerTest, LoadSpreadsOverEveryEndpointAndHashPoliciesStick) {
   for (const auto& upstream : web_) EXPECT_GE(upstream->requests(), 5u) << upstream->address();
 
   server_->publish(table("hash-header:X-User"));
-  ASSERT_TRUE(eventually([&] { return server_->counters().tableSwaps == 2; }));
+  ASSERT_TRUE(waitFor([&] { return server_->counters().tableSwaps == 2; }));
   std::string first;
   for (int i = 0; i < 10; ++i) {
     HttpClient client(port_);  // new connections land on either worker
