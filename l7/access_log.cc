@@ -1,11 +1,13 @@
 #include "l7/access_log.h"
 
+#include <emmintrin.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <charconv>
 #include <csignal>
@@ -63,16 +65,40 @@ size_t utf8Sequence(std::string_view s, size_t i) {
   return n;
 }
 
+// Bytes both formats copy as they are: printable ASCII but '"' and '\\'.
+constexpr std::array<bool, 256> kPlain = [] {
+  std::array<bool, 256> plain{};
+  for (int c = 0x20; c < 0x7f; ++c) plain[c] = c != '"' && c != '\\';
+  return plain;
+}();
+
+// The index of the first byte from `i` on that is not kPlain (or s.size()), 16 bytes at a time:
+// user agents and targets are long runs of plain bytes.
+size_t skipPlain(std::string_view s, size_t i) {
+  const __m128i kSpace = _mm_set1_epi8(0x20);
+  const __m128i kDel = _mm_set1_epi8(0x7f);
+  const __m128i kQuote = _mm_set1_epi8('"');
+  const __m128i kBackslash = _mm_set1_epi8('\\');
+  for (; i + 16 <= s.size(); i += 16) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s.data() + i));
+    // Signed compare: 0x80-0xff are negative, so one compare finds the controls and non-ASCII.
+    const __m128i special =
+        _mm_or_si128(_mm_or_si128(_mm_cmplt_epi8(v, kSpace), _mm_cmpeq_epi8(v, kDel)),
+                     _mm_or_si128(_mm_cmpeq_epi8(v, kQuote), _mm_cmpeq_epi8(v, kBackslash)));
+    if (const int mask = _mm_movemask_epi8(special); mask != 0) {
+      return i + static_cast<size_t>(__builtin_ctz(static_cast<unsigned>(mask)));
+    }
+  }
+  while (i < s.size() && kPlain[static_cast<unsigned char>(s[i])]) ++i;
+  return i;
+}
+
 // A JSON string (RFC 8259 7), quotes included.
 void appendJsonString(std::string_view s, std::string& out) {
   out.push_back('"');
   size_t run = 0;  // start of the bytes not yet copied
-  for (size_t i = 0; i < s.size();) {
+  for (size_t i = skipPlain(s, 0); i < s.size(); i = skipPlain(s, i)) {
     const unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c != '"' && c != '\\' && c < 0x7f) {
-      ++i;
-      continue;
-    }
     if (c >= 0x80) {
       if (size_t n = utf8Sequence(s, i); n != 0) {
         i += n;
@@ -110,9 +136,8 @@ void appendJsonString(std::string_view s, std::string& out) {
 // Bytes inside a quoted field of the common format: nginx's default escaping.
 void appendCommonEscaped(std::string_view s, std::string& out) {
   size_t run = 0;
-  for (size_t i = 0; i < s.size(); ++i) {
+  for (size_t i = skipPlain(s, 0); i < s.size(); i = skipPlain(s, i + 1)) {
     const unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c <= 0x7e && c != '"' && c != '\\') continue;
     out.append(s.data() + run, i - run);
     if (c == '"' || c == '\\') {
       const char escape[2] = {'\\', static_cast<char>(c)};

@@ -121,6 +121,39 @@ TEST(AccessLogFormatterTest, JsonEscapesHostileBytesAndKeepsValidUtf8) {
   }
 }
 
+// Plain bytes are skipped 16 at a time: a byte to escape at every offset of the blocks, in both
+// formats.
+TEST(AccessLogFormatterTest, EscapesAByteAtAnyOffsetOfALongString) {
+  struct Special {
+    std::string raw, json, common;
+  };
+  const Special specials[] = {
+      {"\"", "\\\"", "\\\""},
+      {"\\", "\\\\", "\\\\"},
+      {"\n", "\\n", "\\x0a"},
+      {"\x01", "\\u0001", "\\x01"},
+      {"\x7f", "\\u007f", "\\x7f"},
+      {"\xff", "\\u00ff", "\\xff"},
+      {"\xc3\xa9", "\xc3\xa9", "\\xc3\\xa9"},
+  };
+  for (const Special& special : specials) {
+    for (size_t offset = 0; offset < 48; ++offset) {
+      const std::string before(offset, 'a'), after(47 - offset, 'b');
+      const std::string userAgent = before + special.raw + after;
+      AccessLogEntry e = sampleEntry();
+      e.userAgent = userAgent;
+      const std::string json = format(e, AccessLogFormat::kJson);
+      EXPECT_NE(json.find("\"user_agent\":\"" + before + special.json + after + "\","),
+                std::string::npos)
+          << offset << ": " << json;
+      const std::string common = format(e, AccessLogFormat::kCommon);
+      EXPECT_NE(common.find(" \"" + before + special.common + after + "\" host="),
+                std::string::npos)
+          << offset << ": " << common;
+    }
+  }
+}
+
 TEST(AccessLogFormatterTest, CommonLine) {
   EXPECT_EQ(format(sampleEntry(), AccessLogFormat::kCommon),
             "10.0.0.1 - - [02/Jan/2025:03:04:05 +0000] \"GET /a/b?c=1 HTTP/1.1\" 200 154 \"-\" "
