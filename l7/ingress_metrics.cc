@@ -1,6 +1,7 @@
 #include "l7/ingress_metrics.h"
 
 #include <algorithm>
+#include <atomic>
 
 namespace capstan::l7 {
 
@@ -15,14 +16,71 @@ constexpr std::array<int64_t, kLatencyBuckets.size()> kBucketNs = [] {
   return out;
 }();
 
-WorkerStats::RouteKey routeKey(const Route& route) {
+RouteLabels routeLabels(const Route& route) {
   return {route.ingressName().toString(), std::string(route.host), std::string(route.path)};
 }
 
-WorkerStats::UpstreamKey upstreamKey(const Backend& backend, uint32_t index) {
-  const ServicePortName& port = backend.servicePort;
-  return {port.service.toString(), port.port, backend.endpoints[index].toString()};
+UpstreamLabels upstreamLabels(const Backend& backend, uint32_t index) {
+  return {backend.servicePort.service.toString(), backend.servicePort.port,
+          backend.endpoints[index].toString()};
 }
+
+// Sorts `keys` (label sets with the index of what has them), keeps each label set once in
+// `slots`, and says for each index its slot in `slotOf`.
+template <class Labels>
+void assignSlots(std::vector<std::pair<Labels, uint32_t>> keys, std::vector<Labels>& slots,
+                 std::vector<uint32_t>& slotOf) {
+  std::sort(keys.begin(), keys.end());
+  slotOf.resize(keys.size());
+  for (auto& [labels, index] : keys) {
+    if (slots.empty() || slots.back() != labels) slots.push_back(std::move(labels));
+    slotOf[index] = static_cast<uint32_t>(slots.size() - 1);
+  }
+}
+
+// For each slot of `now`, the slot of `before` with the same labels, or -1 (both sorted).
+template <class Labels>
+std::vector<int32_t> matchSlots(const std::vector<Labels>& now, const std::vector<Labels>* before) {
+  std::vector<int32_t> out(now.size(), -1);
+  if (before == nullptr) return out;
+  size_t j = 0;
+  for (size_t i = 0; i < now.size(); ++i) {
+    while (j < before->size() && (*before)[j] < now[i]) ++j;
+    if (j < before->size() && (*before)[j] == now[i]) out[i] = static_cast<int32_t>(j);
+  }
+  return out;
+}
+
+// Moves the stats of `old` (slots of `before`) to their slots of `now` in `out`, what has no
+// slot there to `left`, and creates the stats of the new slots.
+template <class Stats, class Labels>
+void carryOver(std::vector<std::unique_ptr<Stats>>& old, const std::vector<int32_t>& fromPrevious,
+               bool follows, const std::vector<Labels>* before, const std::vector<Labels>& now,
+               std::vector<std::unique_ptr<Stats>>& out,
+               std::vector<std::unique_ptr<Stats>>& left) {
+  out.resize(now.size());
+  if (follows) {
+    for (size_t k = 0; k < now.size(); ++k) {
+      if (fromPrevious[k] >= 0) out[k] = std::move(old[static_cast<size_t>(fromPrevious[k])]);
+    }
+  } else if (before != nullptr) {
+    // Published out of order: match by labels.
+    const std::vector<int32_t> match = matchSlots(*before, &now);
+    for (size_t j = 0; j < old.size(); ++j) {
+      if (match[j] >= 0) out[static_cast<size_t>(match[j])] = std::move(old[j]);
+    }
+  }
+  for (size_t k = 0; k < now.size(); ++k) {
+    if (!out[k]) out[k] = std::make_unique<Stats>();
+    out[k]->labels = &now[k];
+  }
+  for (auto& stats : old) {
+    if (stats) left.push_back(std::move(stats));
+  }
+}
+
+bool unused(const RouteStats& s) { return s.inFlight.get() == 0; }
+bool unused(const UpstreamStats& s) { return s.inFlight.get() == 0 && s.open.get() == 0; }
 
 }  // namespace
 
@@ -48,98 +106,95 @@ void TrafficSample::add(const TrafficStats& stats) {
   for (size_t i = 0; i < buckets.size(); ++i) buckets[i] += stats.buckets[i].get();
 }
 
-void WorkerStats::setTable(const RouteTable* table) {
-  std::lock_guard lock(mutex_);
-  std::map<RouteKey, std::unique_ptr<RouteStats>> routeMap;
-  std::map<UpstreamKey, std::unique_ptr<UpstreamStats>> upstreamMap;
-  routes_.clear();
-  backendOffset_.clear();
-  upstreams_.clear();
-  table_ = table;
+std::shared_ptr<const StatsLayout> StatsLayout::build(const RouteTable* table,
+                                                      const StatsLayout* previous) {
+  static std::atomic<uint64_t> ids{0};
+  auto layout = std::make_shared<StatsLayout>();
+  layout->id = ids.fetch_add(1) + 1;
+  layout->previousId = previous ? previous->id : 0;
+  layout->table = table;
   if (table != nullptr) {
-    for (const Route& route : table->routes()) {
-      RouteKey key = routeKey(route);
-      auto& slot = routeMap[key];
-      if (!slot) {
-        if (auto old = routeMap_.find(key); old != routeMap_.end()) {
-          slot = std::move(old->second);
-        } else {
-          slot = std::make_unique<RouteStats>();
-          std::tie(slot->ingress, slot->host, slot->path) = std::move(key);
-        }
-      }
-      routes_.push_back(slot.get());
-    }
+    std::vector<std::pair<RouteLabels, uint32_t>> routeKeys;
+    for (const Route& route : table->routes()) routeKeys.emplace_back(routeLabels(route), route.id);
+    assignSlots(std::move(routeKeys), layout->routes, layout->routeSlot);
+    std::vector<std::pair<UpstreamLabels, uint32_t>> upstreamKeys;
     for (const Backend& backend : table->backends()) {
-      backendOffset_.push_back(static_cast<uint32_t>(upstreams_.size()));
+      layout->backendOffset.push_back(static_cast<uint32_t>(upstreamKeys.size()));
       for (uint32_t i = 0; i < backend.endpoints.size(); ++i) {
-        UpstreamKey key = upstreamKey(backend, i);
-        auto& slot = upstreamMap[key];
-        if (!slot) {
-          if (auto old = upstreamMap_.find(key); old != upstreamMap_.end()) {
-            slot = std::move(old->second);
-          } else {
-            slot = std::make_unique<UpstreamStats>();
-            std::tie(slot->service, slot->port, slot->endpoint) = std::move(key);
-          }
-        }
-        upstreams_.push_back(slot.get());
+        upstreamKeys.emplace_back(upstreamLabels(backend, i),
+                                  static_cast<uint32_t>(upstreamKeys.size()));
       }
     }
+    assignSlots(std::move(upstreamKeys), layout->upstreams, layout->endpointSlot);
   }
-  // What the new table has no use for: gone from /metrics now, freed once unused.
-  for (auto& [key, stats] : routeMap_) {
-    if (stats) retiredRoutes_.push_back(std::move(stats));
-  }
-  for (auto& [key, stats] : upstreamMap_) {
-    if (stats) retiredUpstreams_.push_back(std::move(stats));
-  }
-  routeMap_ = std::move(routeMap);
-  upstreamMap_ = std::move(upstreamMap);
-  std::erase_if(retiredRoutes_, [](const auto& s) { return s->inFlight.get() == 0; });
-  std::erase_if(retiredUpstreams_,
-                [](const auto& s) { return s->inFlight.get() == 0 && s->open.get() == 0; });
+  layout->routeFromPrevious = matchSlots(layout->routes, previous ? &previous->routes : nullptr);
+  layout->upstreamFromPrevious =
+      matchSlots(layout->upstreams, previous ? &previous->upstreams : nullptr);
+  return layout;
+}
+
+void WorkerStats::setLayout(std::shared_ptr<const StatsLayout> layout) {
+  std::lock_guard lock(mutex_);
+  const bool follows = layout_ && layout->previousId == layout_->id;
+  Retired retired{layout_, {}, {}};
+  std::vector<std::unique_ptr<RouteStats>> routes;
+  std::vector<std::unique_ptr<UpstreamStats>> upstreams;
+  carryOver(routes_, layout->routeFromPrevious, follows, layout_ ? &layout_->routes : nullptr,
+            layout->routes, routes, retired.routes);
+  carryOver(upstreams_, layout->upstreamFromPrevious, follows,
+            layout_ ? &layout_->upstreams : nullptr, layout->upstreams, upstreams,
+            retired.upstreams);
+  routes_ = std::move(routes);
+  upstreams_ = std::move(upstreams);
+  layout_ = std::move(layout);
+  if (!retired.routes.empty() || !retired.upstreams.empty()) retired_.push_back(std::move(retired));
+  reap();
 }
 
 UpstreamStats* WorkerStats::upstream(const RouteTable* table, const Backend& backend,
                                      uint32_t index) const {
-  if (table == table_) return upstreams_[backendOffset_[backend.id] + index];
+  if (table == layout_->table) {
+    return upstreams_[layout_->endpointSlot[layout_->backendOffset[backend.id] + index]].get();
+  }
   // A request that began before the last swap: its endpoint's stats if the new table kept them.
-  auto found = upstreamMap_.find(upstreamKey(backend, index));
-  return found == upstreamMap_.end() ? nullptr : found->second.get();
+  const UpstreamLabels labels = upstreamLabels(backend, index);
+  auto found = std::lower_bound(layout_->upstreams.begin(), layout_->upstreams.end(), labels);
+  if (found == layout_->upstreams.end() || *found != labels) return nullptr;
+  return upstreams_[static_cast<size_t>(found - layout_->upstreams.begin())].get();
 }
 
 void WorkerStats::reap() {
-  if (retiredRoutes_.empty() && retiredUpstreams_.empty()) return;
-  std::erase_if(retiredRoutes_, [](const auto& s) { return s->inFlight.get() == 0; });
-  std::erase_if(retiredUpstreams_,
-                [](const auto& s) { return s->inFlight.get() == 0 && s->open.get() == 0; });
+  for (Retired& r : retired_) {
+    std::erase_if(r.routes, [](const auto& s) { return unused(*s); });
+    std::erase_if(r.upstreams, [](const auto& s) { return unused(*s); });
+  }
+  std::erase_if(retired_, [](const Retired& r) { return r.routes.empty() && r.upstreams.empty(); });
 }
 
-void WorkerStats::collect(std::map<RouteKey, RouteSample>& routes,
-                          std::map<UpstreamKey, UpstreamSample>& upstreams) const {
+void WorkerStats::collect(std::map<RouteLabels, RouteSample>& routes,
+                          std::map<UpstreamLabels, UpstreamSample>& upstreams) const {
   std::lock_guard lock(mutex_);
-  for (const auto& [key, stats] : routeMap_) {
-    RouteSample& sample = routes[key];
+  for (const auto& stats : routes_) {
+    RouteSample& sample = routes[*stats->labels];
     sample.traffic.add(stats->traffic);
     sample.inFlight += stats->inFlight.get();
   }
-  for (const auto& [key, stats] : upstreamMap_) {
-    UpstreamSample& sample = upstreams[key];
+  for (const auto& stats : upstreams_) {
+    UpstreamSample& sample = upstreams[*stats->labels];
     sample.traffic.add(stats->traffic);
     sample.open += stats->open.get();
   }
 }
 
-IngressStats mergeStats(std::map<WorkerStats::RouteKey, RouteSample> routes,
-                        std::map<WorkerStats::UpstreamKey, UpstreamSample> upstreams) {
+IngressStats mergeStats(std::map<RouteLabels, RouteSample> routes,
+                        std::map<UpstreamLabels, UpstreamSample> upstreams) {
   IngressStats out;
-  for (auto& [key, sample] : routes) {
-    std::tie(sample.ingress, sample.host, sample.path) = key;
+  for (auto& [labels, sample] : routes) {
+    static_cast<RouteLabels&>(sample) = labels;
     out.routes.push_back(std::move(sample));
   }
-  for (auto& [key, sample] : upstreams) {
-    std::tie(sample.service, sample.port, sample.endpoint) = key;
+  for (auto& [labels, sample] : upstreams) {
+    static_cast<UpstreamLabels&>(sample) = labels;
     out.upstreams.push_back(std::move(sample));
   }
   return out;
@@ -221,10 +276,10 @@ void RequestRecorder::end(Clock::time_point now, std::string_view client, Access
     entry.status = status_;
     entry.bytesSent = bytesOut_;
     entry.duration = duration;
-    if (upstream_) entry.upstream = upstream_->endpoint;
+    if (upstream_) entry.upstream = upstream_->labels->endpoint;
     entry.upstreamTime = upstreamTime;
     entry.host = field(kHost);
-    if (route_) entry.route = route_->ingress;
+    if (route_) entry.route = route_->labels->ingress;
     entry.requestId = field(kRequestId);
     entry.userAgent = field(kUserAgent);
     entry.referer = field(kReferer);

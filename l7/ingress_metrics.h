@@ -9,7 +9,9 @@
 // Stats are keyed by what Prometheus labels them with — a route by its Ingress, host and path, an
 // upstream by its service, port and endpoint — so a route or endpoint that stays across route
 // tables keeps its counters, and one that goes is dropped at the table swap (once no request or
-// connection uses it): the label sets stay bounded by the current table.
+// connection uses it): the label sets stay bounded by the current table. Which stats a table has,
+// and which of the previous table's they continue, is worked out once per published table on the
+// control thread (StatsLayout); a worker's swap only moves pointers.
 #pragma once
 
 #include <array>
@@ -59,21 +61,50 @@ struct TrafficStats {
   void record(uint16_t status, uint64_t in, uint64_t out, std::chrono::nanoseconds duration);
 };
 
-struct RouteStats {
+struct RouteLabels {
   std::string ingress;  // "namespace/name"
   std::string host;     // as the rule writes it; empty: every host
   std::string path;     // as the rule writes it; empty: the defaultBackend
+  auto operator<=>(const RouteLabels&) const = default;
+};
+
+struct UpstreamLabels {
+  std::string service;   // "namespace/name"
+  std::string port;      // the service port's name (or number as the Ingress wrote it)
+  std::string endpoint;  // "ip:port"
+  auto operator<=>(const UpstreamLabels&) const = default;
+};
+
+struct RouteStats {
+  const RouteLabels* labels = nullptr;  // in a StatsLayout the worker keeps alive
   TrafficStats traffic;
   WorkerCounter inFlight;  // requests
 };
 
 struct UpstreamStats {
-  std::string service;   // "namespace/name"
-  std::string port;      // the service port's name (or number as the Ingress wrote it)
-  std::string endpoint;  // "ip:port"
+  const UpstreamLabels* labels = nullptr;
   TrafficStats traffic;  // duration: the upstream's part (from its choice to the response's end)
   WorkerCounter inFlight;
   WorkerCounter open;  // connections, in use and pooled
+};
+
+// The stats one route table has: its distinct route and endpoint label sets ("slots", sorted),
+// which slot each route and endpoint counts in, and which slot of the previous layout each
+// continues. Built on the control thread for every published table; immutable.
+struct StatsLayout {
+  static std::shared_ptr<const StatsLayout> build(const RouteTable* table,
+                                                  const StatsLayout* previous);
+
+  uint64_t id = 0;          // unique per process
+  uint64_t previousId = 0;  // the layout `previous` was; 0: none
+  const RouteTable* table = nullptr;
+  std::vector<RouteLabels> routes;         // by slot, sorted
+  std::vector<uint32_t> routeSlot;         // by Route::id
+  std::vector<int32_t> routeFromPrevious;  // by slot: the previous layout's slot, or -1
+  std::vector<UpstreamLabels> upstreams;   // by slot, sorted
+  std::vector<uint32_t> backendOffset;     // by Backend::id: where its endpoints start in:
+  std::vector<uint32_t> endpointSlot;
+  std::vector<int32_t> upstreamFromPrevious;
 };
 
 // Counts one open upstream connection in its endpoint's stats for as long as it lives.
@@ -107,14 +138,12 @@ struct TrafficSample {
   void add(const TrafficStats& stats);
 };
 
-struct RouteSample {
-  std::string ingress, host, path;
+struct RouteSample : RouteLabels {
   TrafficSample traffic;
   uint64_t inFlight = 0;
 };
 
-struct UpstreamSample {
-  std::string service, port, endpoint;
+struct UpstreamSample : UpstreamLabels {
   TrafficSample traffic;
   uint64_t open = 0;
 };
@@ -128,41 +157,43 @@ struct IngressStats {
 // One worker's stats. Everything but collect() is for the worker's thread only.
 class WorkerStats {
  public:
-  // With the table the worker adopts: finds or creates the stats of its routes and endpoints,
-  // and retires the others (freed once unused).
-  void setTable(const RouteTable* table);
+  // With the table the worker adopts: the stats of routes and endpoints that stay move over,
+  // new ones are created, the others are retired (freed once unused). Pointer moves only when
+  // `layout` follows the worker's current one, as publishing in order makes it.
+  void setLayout(std::shared_ptr<const StatsLayout> layout);
 
   // The stats of a route of the current table.
-  RouteStats* route(const Route& route) const { return routes_[route.id]; }
+  RouteStats* route(const Route& route) const {
+    return routes_[layout_->routeSlot[route.id]].get();
+  }
   // The stats of endpoint `index` of `backend` of `table`: an index lookup for the current
-  // table, a keyed one (or null) for an older table a request still uses.
+  // table, a search by labels (or null) for an older table a request still uses.
   UpstreamStats* upstream(const RouteTable* table, const Backend& backend, uint32_t index) const;
 
   // Frees retired stats that no request or connection uses any more.
   void reap();
 
-  // Adds this worker's live stats to `routes` and `upstreams` (keyed by labels). Any thread.
-  using RouteKey = std::tuple<std::string, std::string, std::string>;
-  using UpstreamKey = std::tuple<std::string, std::string, std::string>;
-  void collect(std::map<RouteKey, RouteSample>& routes,
-               std::map<UpstreamKey, UpstreamSample>& upstreams) const;
+  // Adds this worker's current stats to `routes` and `upstreams`. Any thread.
+  void collect(std::map<RouteLabels, RouteSample>& routes,
+               std::map<UpstreamLabels, UpstreamSample>& upstreams) const;
 
  private:
-  mutable std::mutex mutex_;  // the maps' shape: the worker at setTable/reap, the scraper
-  std::map<RouteKey, std::unique_ptr<RouteStats>> routeMap_;
-  std::map<UpstreamKey, std::unique_ptr<UpstreamStats>> upstreamMap_;
-  std::vector<std::unique_ptr<RouteStats>> retiredRoutes_;
-  std::vector<std::unique_ptr<UpstreamStats>> retiredUpstreams_;
-  // The current table's index: by Route::id, and by endpoint (backendOffset_[Backend::id] + i).
-  const RouteTable* table_ = nullptr;
-  std::vector<RouteStats*> routes_;
-  std::vector<uint32_t> backendOffset_;
-  std::vector<UpstreamStats*> upstreams_;
+  struct Retired {
+    std::shared_ptr<const StatsLayout> layout;  // their labels
+    std::vector<std::unique_ptr<RouteStats>> routes;
+    std::vector<std::unique_ptr<UpstreamStats>> upstreams;
+  };
+
+  mutable std::mutex mutex_;  // layout_ and the slots: the worker at swaps, the scraper
+  std::shared_ptr<const StatsLayout> layout_;
+  std::vector<std::unique_ptr<RouteStats>> routes_;        // by slot of layout_
+  std::vector<std::unique_ptr<UpstreamStats>> upstreams_;  // by slot of layout_
+  std::vector<Retired> retired_;
 };
 
 // Sums the workers' stats into one sorted snapshot.
-IngressStats mergeStats(std::map<WorkerStats::RouteKey, RouteSample> routes,
-                        std::map<WorkerStats::UpstreamKey, UpstreamSample> upstreams);
+IngressStats mergeStats(std::map<RouteLabels, RouteSample> routes,
+                        std::map<UpstreamLabels, UpstreamSample> upstreams);
 
 // One connection's record of the request it is serving: when it started, where it went, what was
 // sent; at its end, the stats and the access log line. Allocation-free once the log fields'

@@ -1049,12 +1049,13 @@ Result<std::unique_ptr<IngressServer>> IngressServer::start(
   }
   const unsigned workers =
       opts.workers != 0 ? opts.workers : std::max(1u, std::thread::hardware_concurrency());
+  server->layout_ = StatsLayout::build(table.get(), nullptr);
   std::random_device random;
   for (unsigned i = 0; i < workers; ++i) {
     auto worker =
         std::make_unique<Worker>(opts, server->connections_, (uint64_t{random()} << 32) ^ random());
     worker->balancer.setTable(table);
-    worker->stats.setTable(table.get());
+    worker->stats.setLayout(server->layout_);
     // Port 0: the first worker's port, so that every worker shares it (SO_REUSEPORT).
     if (http) {
       auto acceptor = listenReusePort(*worker->io, i == 0 ? *http : server->httpEndpoint_);
@@ -1097,11 +1098,15 @@ IngressServer::~IngressServer() {
 }
 
 void IngressServer::publish(std::shared_ptr<const RouteTable> table) {
+  // Which stats the table has is worked out here, once, not by every worker. Under the lock so
+  // that every worker gets the tables in the same order.
+  std::lock_guard lock(publishMutex_);
+  layout_ = StatsLayout::build(table.get(), layout_.get());
   for (auto& worker : workers_) {
     Worker* w = worker.get();
-    asio::post(*w->io, [w, table] {
+    asio::post(*w->io, [w, table, layout = layout_] {
       w->balancer.setTable(table);
-      w->stats.setTable(table.get());
+      w->stats.setLayout(layout);
       w->add(kTableSwaps);
     });
   }
@@ -1147,8 +1152,8 @@ IngressCounters IngressServer::counters() const {
 }
 
 IngressStats IngressServer::stats() const {
-  std::map<WorkerStats::RouteKey, RouteSample> routes;
-  std::map<WorkerStats::UpstreamKey, UpstreamSample> upstreams;
+  std::map<RouteLabels, RouteSample> routes;
+  std::map<UpstreamLabels, UpstreamSample> upstreams;
   for (const auto& w : workers_) w->stats.collect(routes, upstreams);
   return mergeStats(std::move(routes), std::move(upstreams));
 }

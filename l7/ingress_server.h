@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -125,6 +126,8 @@ class IngressServer {
   std::unique_ptr<IngressOptions> options_;      // workers keep a reference
   std::atomic<uint32_t> connections_{0};         // client connections open, all workers
   std::shared_ptr<tls::TicketKeys> ticketKeys_;  // shared by every worker's TLS context
+  std::mutex publishMutex_;
+  std::shared_ptr<const StatsLayout> layout_;  // of the last table published
   std::vector<std::unique_ptr<Worker>> workers_;
   boost::asio::ip::tcp::endpoint httpEndpoint_;
   boost::asio::ip::tcp::endpoint httpsEndpoint_;

@@ -201,10 +201,12 @@ void BM_PrometheusCppRecordRequest(benchmark::State& state) {
 BENCHMARK(BM_PrometheusCppRecordRequest);
 
 void BM_CapstanRecordAndLogRequest(benchmark::State& state) {
+  const RouteLabels routeLabels{"shop/storefront", "shop.example.com", "/api"};
+  const UpstreamLabels upstreamLabels{"shop/api", "http", "10.244.2.31:8080"};
   RouteStats route;
-  route.ingress = "shop/storefront";
+  route.labels = &routeLabels;
   UpstreamStats upstream;
-  upstream.endpoint = "10.244.2.31:8080";
+  upstream.labels = &upstreamLabels;
   RequestRecorder recorder;
   auto writer = AccessLogWriter::open("/dev/null");
   if (!writer.ok()) {
