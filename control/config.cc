@@ -10,9 +10,9 @@
 #include "control/decoder.h"
 #include "control/document_reader.h"
 #include "control/kube_time.h"
-#include "model/go_duration.h"
 #include "control/proxier_factory.h"
 #include "control/status_server.h"
+#include "model/go_duration.h"
 
 namespace capstan::control {
 
@@ -85,6 +85,9 @@ struct Flags {
   std::string ingressMaxConnections;
   std::vector<std::string> ingressStatusAddresses;
   bool ingressStatusFromNode = false;
+  std::string ingressAccessLog;
+  std::string ingressAccessLogFormat;
+  std::string ingressDrainTimeout;
   bool version = false;
 };
 
@@ -198,6 +201,15 @@ void defineFlags(CLI::App& app, Flags& f) {
                "ingress, Kubernetes API source: add this node's address (ExternalIP, else "
                "InternalIP) to the status.loadBalancer of the Ingresses served; each node adds "
                "itself, none removes another");
+  app.add_option("--ingress-access-log", f.ingressAccessLog,
+                 "ingress: access log, one line per request: a file (appended to) or - for "
+                 "stdout; empty: none (default)");
+  app.add_option("--ingress-access-log-format", f.ingressAccessLogFormat,
+                 "ingress: access log format: json or common (the combined log format and "
+                 "key=\"value\" fields) (default json)");
+  app.add_option("--ingress-drain-timeout", f.ingressDrainTimeout,
+                 "ingress: on SIGTERM, how long requests in flight may go on while new "
+                 "connections are refused; 0 exits at once (default 10s)");
   app.add_flag("--version", f.version, "Print the version and exit");
 }
 
@@ -299,6 +311,11 @@ Result<std::vector<Cidr>> parseCidrList(std::string_view text, const std::string
     return Error(what + ": at most one CIDR per IP family");
   }
   return out;
+}
+
+Status checkAccessLogFormat(const std::string& text, const std::string& what) {
+  if (text == "json" || text == "common") return okStatus();
+  return Error(what + ": \"" + text + "\" is not an access log format (json or common)");
 }
 
 Result<std::chrono::nanoseconds> parseDuration(const std::string& text, const std::string& what) {
@@ -513,6 +530,15 @@ Status applyConfigFile(const std::string& path, Config& config) {
           CAPSTAN_TRY(in.statusAddresses, parseStatusAddresses(in.statusAddresses, where(field)));
         } else if (sub == "statusFromNode") {
           CAPSTAN_TRY(in.statusFromNode, boolean(sv, field));
+        } else if (sub == "accessLog") {
+          CAPSTAN_TRY(in.accessLog, str(sv, field));
+        } else if (sub == "accessLogFormat") {
+          CAPSTAN_TRY(in.accessLogFormat, str(sv, field));
+          if (Status st = checkAccessLogFormat(in.accessLogFormat, where(field)); !st.ok()) {
+            return st.error();
+          }
+        } else if (sub == "drainTimeout") {
+          CAPSTAN_TRY(in.drainTimeout, duration(sv, field));
         } else {
           return Error(where(field) + ": unknown field");
         }
@@ -609,6 +635,9 @@ Status validate(const Config& c) {
           std::pair{"--ingress-upstream-connect-timeout", c.ingress.upstreamConnectTimeout},
           std::pair{"--ingress-upstream-response-timeout", c.ingress.upstreamResponseTimeout}}) {
       if (d <= std::chrono::nanoseconds(0)) return Error(std::string(flag) + ": must be positive");
+    }
+    if (c.ingress.drainTimeout < std::chrono::nanoseconds(0)) {
+      return Error("--ingress-drain-timeout: must not be negative");
     }
   }
   if (!c.ingress.statusAddresses.empty() || c.ingress.statusFromNode) {
@@ -788,6 +817,17 @@ Result<ParsedArgs> parseArgs(const std::vector<std::string>& rawArgs) {
     auto n = parseCount(f.ingressMaxConnections, "--ingress-max-connections", 0);
     if (!n.ok()) return n.error();
     c.ingress.maxConnections = *n;
+  }
+  if (given("--ingress-access-log")) c.ingress.accessLog = f.ingressAccessLog;
+  if (given("--ingress-access-log-format")) {
+    Status st = checkAccessLogFormat(f.ingressAccessLogFormat, "--ingress-access-log-format");
+    if (!st.ok()) return st.error();
+    c.ingress.accessLogFormat = f.ingressAccessLogFormat;
+  }
+  if (given("--ingress-drain-timeout")) {
+    auto d = parseDuration(f.ingressDrainTimeout, "--ingress-drain-timeout");
+    if (!d.ok()) return d.error();
+    c.ingress.drainTimeout = *d;
   }
   if (Status st = validate(c); !st.ok()) return st.error();
   return out;

@@ -77,6 +77,10 @@ struct Config {
     // (--ingress-status-address), or this node's address added (--ingress-status-from-node).
     std::vector<std::string> statusAddresses;
     bool statusFromNode = false;
+    std::string accessLog;                 // --ingress-access-log: a path, "-"; empty: none
+    std::string accessLogFormat = "json";  // --ingress-access-log-format: json or common
+    // --ingress-drain-timeout: on SIGTERM, how long requests in flight may finish.
+    std::chrono::nanoseconds drainTimeout = std::chrono::seconds(10);
 
     bool operator==(const Ingress&) const = default;
   };

@@ -379,7 +379,42 @@ class ControlLoop {
         waitForSignal();
         return;
       }
+      // The first SIGTERM or SIGINT drains the ingress (a DaemonSet's Pod gets 30 s of grace by
+      // default); a second one stops at once.
+      if (ingress_ && !draining_ && config_.ingress.drainTimeout > std::chrono::nanoseconds(0)) {
+        spdlog::info(
+            "received signal {}, draining the ingress for up to {} ms", signal,
+            std::chrono::duration_cast<std::chrono::milliseconds>(config_.ingress.drainTimeout)
+                .count());
+        draining_ = true;
+        ingress_->server().beginDrain();
+        drainDeadline_ = SyncScheduler::Clock::now() + config_.ingress.drainTimeout;
+        waitForDrain();
+        waitForSignal();
+        return;
+      }
       spdlog::info("received signal {}, stopping", signal);
+      io_.stop();
+    });
+  }
+
+  // Until no client connection is left or the drain timeout has passed; the ingress keeps
+  // following route and endpoint changes meanwhile.
+  void waitForDrain() {
+    drainTimer_.expires_after(50ms);
+    drainTimer_.async_wait([this](const boost::system::error_code& ec) {
+      if (ec) return;
+      const bool drained = ingress_->server().drained();
+      if (!drained && SyncScheduler::Clock::now() < drainDeadline_) {
+        waitForDrain();
+        return;
+      }
+      if (drained) {
+        spdlog::info("ingress drained, stopping");
+      } else {
+        spdlog::warn("ingress drain timeout: {} connections still open are closed",
+                     ingress_->server().counters().connectionsActive);
+      }
       io_.stop();
     });
   }
@@ -596,6 +631,9 @@ class ControlLoop {
   asio::steady_timer rescanTimer_;
   asio::steady_timer syncTimer_;
   asio::steady_timer finishedTimer_;
+  asio::steady_timer drainTimer_{io_};
+  bool draining_ = false;
+  SyncScheduler::Clock::time_point drainDeadline_{};
   std::vector<std::string> lastWarnings_;  // of the last successful sync
   bool reloadScheduled_ = false;
   bool initialLoadDone_ = false;

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <limits>
 #include <tuple>
 
 #include "control/status_server.h"
@@ -52,6 +53,12 @@ Result<l7::IngressOptions> ingressOptions(const Config& config) {
   options.upstreamResponseTimeout = millis(in.upstreamResponseTimeout);
   options.maxBodyBytes = in.maxBodyBytes;
   options.maxConnections = in.maxConnections;
+  auto format = l7::parseAccessLogFormat(in.accessLogFormat);
+  if (!format) {
+    return Error("--ingress-access-log-format: \"" + in.accessLogFormat +
+                 "\" is not a format (json or common)");
+  }
+  options.accessLogFormat = *format;
   return options;
 }
 
@@ -66,13 +73,19 @@ Result<std::unique_ptr<IngressController>> IngressController::start(const Config
   if (!set.ok()) return set.error().withContext("ingress: the default certificate");
   auto options = ingressOptions(config);
   if (!options.ok()) return options.error().withContext("ingress");
+  if (!config.ingress.accessLog.empty()) {
+    auto writer = l7::AccessLogWriter::open(config.ingress.accessLog);
+    if (!writer.ok()) return writer.error().withContext("ingress: --ingress-access-log");
+    options->accessLog = std::move(writer).value();
+  }
+  std::shared_ptr<l7::AccessLogWriter> accessLog = options->accessLog;
   auto server = l7::IngressServer::start(std::move(options).value(), nullptr, set->set);
   if (!server.ok()) return server.error().withContext("ingress");
   spdlog::info("ingress: {} workers, HTTP on {}, HTTPS on {}", (*server)->workers(),
                config.ingress.httpAddress.empty() ? "(none)" : config.ingress.httpAddress,
                config.ingress.httpsAddress.empty() ? "(none)" : config.ingress.httpsAddress);
   std::unique_ptr<IngressController> controller(
-      new IngressController(std::move(server).value(), std::move(fallback)));
+      new IngressController(std::move(server).value(), std::move(fallback), std::move(accessLog)));
   controller->checker_ =
       std::make_unique<l7::HealthChecker>([c = controller.get()] { c->healthChanged(); });
   return controller;
@@ -244,6 +257,91 @@ std::vector<prometheus::MetricFamily> IngressController::collect() const {
         d(health.down));
   gauge("capstan_ingress_route_table_build_seconds", "Time the last route table build took",
         lastBuildSeconds_.load());
+  if (accessLog_) {
+    const l7::AccessLogCounters log = accessLog_->counters();
+    counter("capstan_ingress_access_log_lines_total", "Access log lines written", d(log.lines));
+    counter("capstan_ingress_access_log_dropped_lines_total",
+            "Access log lines dropped: the writer fell behind (a slow disk, a pipe not read) or a "
+            "write failed",
+            d(log.droppedLines));
+    counter("capstan_ingress_access_log_write_errors_total", "Access log writes that failed",
+            d(log.writeErrors));
+  }
+  for (prometheus::MetricFamily& f : ingressStatsFamilies(server_->stats())) {
+    out.push_back(std::move(f));
+  }
+  return out;
+}
+
+std::vector<prometheus::MetricFamily> ingressStatsFamilies(const l7::IngressStats& stats) {
+  using prometheus::MetricType;
+  using Labels = std::vector<prometheus::ClientMetric::Label>;
+  std::vector<prometheus::MetricFamily> out;
+  auto d = [](uint64_t v) { return static_cast<double>(v); };
+  // The families both kinds have, each labelled by `labels` of its sample.
+  auto traffic = [&](const std::string& prefix, const char* what, const char* durationName,
+                     const char* durationHelp, const auto& samples, auto labelsOf) {
+    const size_t first = out.size();
+    out.push_back(
+        family(prefix + "_requests_total", std::string("Requests ") + what, MetricType::Counter));
+    out.push_back(family(prefix + "_responses_total",
+                         std::string("Responses to requests ") + what + ", by status class",
+                         MetricType::Counter));
+    out.push_back(family(prefix + "_request_bytes_total",
+                         std::string("Bytes of requests ") + what + " (head and body)",
+                         MetricType::Counter));
+    out.push_back(family(prefix + "_response_bytes_total",
+                         std::string("Bytes of responses to requests ") + what +
+                             " (head and body, as sent to the client)",
+                         MetricType::Counter));
+    out.push_back(family(prefix + durationName, durationHelp, MetricType::Histogram));
+    for (const auto& sample : samples) {
+      const Labels labels = labelsOf(sample);
+      const l7::TrafficSample& t = sample.traffic;
+      addValue(out[first], d(t.requests), labels);
+      for (size_t k = 0; k < t.responses.size(); ++k) {
+        Labels withCode = labels;
+        withCode.push_back({"code", std::to_string(k + 1) + "xx"});
+        addValue(out[first + 1], d(t.responses[k]), std::move(withCode));
+      }
+      addValue(out[first + 2], d(t.bytesIn), labels);
+      addValue(out[first + 3], d(t.bytesOut), labels);
+      prometheus::ClientMetric histogram;
+      histogram.label = labels;
+      uint64_t cumulative = 0;
+      for (size_t b = 0; b < t.buckets.size(); ++b) {
+        cumulative += t.buckets[b];
+        histogram.histogram.bucket.push_back(
+            {cumulative, b < l7::kLatencyBuckets.size() ? l7::kLatencyBuckets[b]
+                                                        : std::numeric_limits<double>::infinity()});
+      }
+      histogram.histogram.sample_count = cumulative;
+      histogram.histogram.sample_sum = static_cast<double>(t.durationNs) / 1e9;
+      out[first + 4].metric.push_back(std::move(histogram));
+    }
+  };
+  traffic("capstan_ingress_route", "matched by an Ingress rule", "_request_duration_seconds",
+          "Time from a request's whole head to its response's last byte, per route", stats.routes,
+          [](const l7::RouteSample& r) {
+            return Labels{{"ingress", r.ingress}, {"host", r.host}, {"path", r.path}};
+          });
+  out.push_back(family("capstan_ingress_route_requests_in_flight",
+                       "Requests of the route being served now", MetricType::Gauge));
+  for (const l7::RouteSample& r : stats.routes) {
+    addValue(out.back(), d(r.inFlight),
+             {{"ingress", r.ingress}, {"host", r.host}, {"path", r.path}});
+  }
+  auto upstreamLabels = [](const l7::UpstreamSample& u) {
+    return Labels{{"service", u.service}, {"port", u.port}, {"endpoint", u.endpoint}};
+  };
+  traffic("capstan_ingress_upstream", "sent to the endpoint", "_response_duration_seconds",
+          "Time from the endpoint's choice to the response's last byte, per endpoint",
+          stats.upstreams, upstreamLabels);
+  out.push_back(family("capstan_ingress_upstream_connections",
+                       "Connections open to the endpoint, in use and pooled", MetricType::Gauge));
+  for (const l7::UpstreamSample& u : stats.upstreams) {
+    addValue(out.back(), d(u.open), upstreamLabels(u));
+  }
   return out;
 }
 

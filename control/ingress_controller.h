@@ -37,11 +37,16 @@ class IngressController {
   std::vector<prometheus::MetricFamily> collect() const;
 
   l7::IngressServer& server() { return *server_; }
+  // The access log (--ingress-access-log); null when off.
+  const std::shared_ptr<l7::AccessLogWriter>& accessLog() const { return accessLog_; }
 
  private:
   IngressController(std::unique_ptr<l7::IngressServer> server,
-                    l7::tls::CertificateSource defaultCertificate)
-      : server_(std::move(server)), defaultCertificate_(std::move(defaultCertificate)) {}
+                    l7::tls::CertificateSource defaultCertificate,
+                    std::shared_ptr<l7::AccessLogWriter> accessLog)
+      : server_(std::move(server)),
+        defaultCertificate_(std::move(defaultCertificate)),
+        accessLog_(std::move(accessLog)) {}
 
   // The certificates of the Ingresses' spec.tls, when the ingress part changed.
   void buildCertificates(const ProxyState& state, std::vector<std::string>& problems);
@@ -52,6 +57,7 @@ class IngressController {
 
   std::unique_ptr<l7::IngressServer> server_;
   l7::tls::CertificateSource defaultCertificate_;
+  std::shared_ptr<l7::AccessLogWriter> accessLog_;
   std::vector<std::string> lastWarnings_;
   std::atomic<uint64_t> routes_{0};
   std::atomic<uint64_t> backends_{0};
@@ -66,7 +72,11 @@ class IngressController {
   std::unique_ptr<l7::HealthChecker> checker_;
 };
 
-// The ingress options a Config gives (l7::IngressOptions).
+// The ingress options a Config gives (l7::IngressOptions), the access log not opened.
 Result<l7::IngressOptions> ingressOptions(const Config& config);
+
+// The per-route and per-upstream families of /metrics (capstan_ingress_route_* and
+// capstan_ingress_upstream_*) for one snapshot of l7::IngressServer::stats().
+std::vector<prometheus::MetricFamily> ingressStatsFamilies(const l7::IngressStats& stats);
 
 }  // namespace capstan::control

@@ -38,6 +38,7 @@ using awaitable = asio::awaitable<T, Executor>;
 using boost::system::error_code;
 using Clock = std::chrono::steady_clock;
 using TlsStream = asio::ssl::stream<tcp::socket>;
+using namespace std::chrono_literals;
 
 namespace {
 
@@ -105,12 +106,28 @@ struct RequestBuffers {
   std::string local;
 };
 
+// How often a worker hands its access log lines to the writer when its buffer is not full.
+constexpr std::chrono::milliseconds kAccessLogFlushPeriod{100};
+
+// A client connection as the worker's drain sees it. Linked into the worker's list for its whole
+// life (worker thread only).
+struct DrainableSession {
+  DrainableSession* prev = nullptr;
+  DrainableSession* next = nullptr;
+  // Closes the connection now if it is between requests (or `all`: whatever it is doing).
+  virtual void closeForDrain(bool all) = 0;
+
+ protected:
+  ~DrainableSession() = default;
+};
+
 }  // namespace
 
 class IngressServer::Worker {
  public:
   Worker(const IngressOptions& options, std::atomic<uint32_t>& connections, uint64_t seed)
       : options(options),
+        accessLog(options.accessLog, options.accessLogFormat),
         // One thread runs this io_context and only it touches its sockets and timers (others
         // only post()): the reactor's per-socket locks can go, the scheduler's stays.
         io(std::make_unique<asio::io_context>(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO)),
@@ -152,11 +169,41 @@ class IngressServer::Worker {
     return {requestId.data(), requestId.size()};
   }
 
+  void link(DrainableSession* session) {
+    session->next = sessions;
+    if (sessions) sessions->prev = session;
+    sessions = session;
+  }
+  void unlink(DrainableSession* session) {
+    if (session->prev) session->prev->next = session->next;
+    if (session->next) session->next->prev = session->prev;
+    if (sessions == session) sessions = session->next;
+  }
+  // Worker thread: stops accepting and closes the connections between requests (`all`: every
+  // connection).
+  void drain(bool all) {
+    draining = true;
+    error_code ignored;
+    if (http) http->close(ignored);
+    if (https) https->close(ignored);
+    for (DrainableSession* s = sessions; s != nullptr;) {
+      DrainableSession* next = s->next;  // a close may end the session before the loop moves on
+      s->closeForDrain(all);
+      s = next;
+    }
+  }
+
   awaitable<void> acceptLoop(tcp::acceptor& acceptor, bool tls);
+  awaitable<void> flushAccessLogLoop();
   awaitable<void> reapLoop();
   awaitable<void> rotateTicketKeys(std::shared_ptr<tls::TicketKeys> keys);
 
   const IngressOptions& options;
+  // Before io: sessions and pooled connections, destroyed with it, still report to them.
+  WorkerStats stats;
+  AccessLogBuffer accessLog;
+  DrainableSession* sessions = nullptr;
+  bool draining = false;
   std::unique_ptr<asio::io_context> io;
   std::optional<tcp::acceptor> http;
   std::optional<tcp::acceptor> https;
@@ -288,7 +335,7 @@ asio::ip::address toAsioAddress(const IpAddress& ip) {
 // the answer. A watchdog timer beside it enforces the deadline of whatever the connection
 // waits for.
 template <class Stream>
-class Session : public std::enable_shared_from_this<Session<Stream>> {
+class Session : public std::enable_shared_from_this<Session<Stream>>, DrainableSession {
  public:
   Session(Worker& worker, Stream stream, IpAddress clientIp, bool tls)
       : worker_(worker),
@@ -297,9 +344,25 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
         timer_(*worker.io),
         clientIp_(clientIp),
         clientAddress_(clientIp.toString()),
-        tls_(tls) {}
+        tls_(tls) {
+    worker_.link(this);
+  }
 
-  ~Session() { worker_.connections.fetch_sub(1, std::memory_order_relaxed); }
+  ~Session() {
+    worker_.unlink(this);
+    worker_.connections.fetch_sub(1, std::memory_order_relaxed);
+  }
+
+  void closeForDrain(bool all) override {
+    // Between requests: nothing has been read of a next one (a request whose first bytes raced
+    // the drain is lost, as with any server closing an idle keep-alive connection).
+    const bool idle = (phase_ == Phase::kClientIdle || phase_ == Phase::kClientHead) && in_.empty();
+    if (all || idle) {
+      error_code ignored;
+      client_.lowest_layer().close(ignored);
+      if (all && upstream_) upstream_->socket.close(ignored);
+    }
+  }
 
   static void start(std::shared_ptr<Session> self) {
     self->armWatchdog(self);
@@ -421,14 +484,44 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
         }
       }
       worker_.add(kRequests);
+      beginRequest(status == http1::ParseStatus::kComplete);
       if (status == http1::ParseStatus::kError) {
         worker_.add(kBadRequests);
         co_await answerLocal(parseError.status, true, http1::Method::kGet);
+        endRequest();
         co_return;
       }
-      if (!co_await handleRequest()) co_return;
+      const bool keepOpen = co_await handleRequest();
+      endRequest();
+      if (!keepOpen || worker_.draining) co_return;
       first = false;
     }
+  }
+
+  // Access log and stats: the head is in request_ (`parsed`) or was refused.
+  void beginRequest(bool parsed) {
+    const bool logged = worker_.accessLog.enabled();
+    recorder_.begin(Clock::now(), logged);
+    if (!logged || !parsed) return;
+    std::string_view userAgent, referer, requestId;
+    for (const http1::Header& h : request_.headers) {
+      if (http1::equalsIgnoreCase(h.name, "user-agent")) {
+        userAgent = h.value;
+      } else if (http1::equalsIgnoreCase(h.name, "referer")) {
+        referer = h.value;
+      } else if (requestId.empty() && http1::equalsIgnoreCase(h.name, "x-request-id")) {
+        requestId = h.value;
+      }
+    }
+    recorder_.head(request_.methodText, request_.target, request_.minorVersion, request_.host,
+                   userAgent, referer, requestId);
+  }
+  void endRequest() { recorder_.end(Clock::now(), clientAddress_, worker_.accessLog); }
+
+  template <class Buffers>
+  awaitable<error_code> writeClient(const Buffers& buffers) {
+    recorder_.sent(asio::buffer_size(buffers));
+    return writeAll(client_, buffers);
   }
 
   // Between requests on a keep-alive connection: park the request buffers with the worker and
@@ -478,6 +571,8 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     RequestSummary summary{request_.method,         request_.minorVersion, request_.keepAlive,
                            request_.expectContinue, request_.upgrade,      request_.body,
                            request_.contentLength};
+    if (worker_.draining) summary.keepAlive = false;  // "Connection: close" during a drain
+    recorder_.received(request_.headLength);
     // A request refused before its body was read: the body would be taken for the next request.
     const bool closeIfRefused = summary.hasBody() || !summary.keepAlive;
     if (summary.method == http1::Method::kConnect) {
@@ -491,6 +586,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     // The table in use for this request, kept alive until it ends whatever gets published.
     std::shared_ptr<const RouteTable> table = worker_.balancer.table();
     const Route* route = table ? table->match(request_.host, request_.path) : nullptr;
+    if (route != nullptr) recorder_.route(worker_.stats.route(*route));
     if (route == nullptr) {
       worker_.add(kNoRoute);
       in_.consume(request_.headLength);
@@ -502,28 +598,31 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
       co_return co_await answerLocal(503, closeIfRefused, summary.method);
     }
     upstreamHead_.clear();
-    http1::appendUpstreamRequestHead(
-        request_, {clientAddress_, tls_ ? "https" : "http", worker_.nextRequestId()},
-        upstreamHead_);
+    const std::string_view requestId = worker_.nextRequestId();
+    recorder_.generatedRequestId(requestId);
+    http1::appendUpstreamRequestHead(request_, {clientAddress_, tls_ ? "https" : "http", requestId},
+                                     upstreamHead_);
     std::optional<uint64_t> hashKey;
     if (route->loadBalance) {
       hashKey = requestHashKey(*route->loadBalance, request_.headers, clientIp_);
     }
     in_.consume(request_.headLength);  // request_ is not to be read from here on
-    co_return co_await proxy(*route, summary, hashKey);
+    co_return co_await proxy(*table, *route, summary, hashKey);
   }
 
   // Writes an answer of the ingress itself. False when the connection is to close.
   awaitable<bool> answerLocal(uint16_t status, bool close, http1::Method method) {
+    close = close || worker_.draining;
     local_.clear();
     http1::appendLocalResponse(status, close, method, local_);
     countResponse(status);
     setPhase(Phase::kClientWrite);
-    error_code ec = co_await writeAll(client_, asio::buffer(local_));
+    error_code ec = co_await writeClient(asio::buffer(local_));
     co_return !ec && !close;
   }
 
   void countResponse(uint16_t status) {
+    recorder_.status(status);
     if (status >= 100 && status < 600)
       worker_.add(static_cast<Counter>(kResponses1xx + status / 100 - 1));
   }
@@ -555,16 +654,19 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     }
     upstream_->socket.set_option(tcp::no_delay(true), ec);
     upstream_->socket.non_blocking(true, ec);  // see kPlain
+    upstream_->gauge.attach(recorder_.upstreamStats());
     co_return true;
   }
 
   // Proxies one request to the route's backend and relays the answer. False: close the client.
-  awaitable<bool> proxy(const Route& route, const RequestSummary& request,
+  awaitable<bool> proxy(const RouteTable& table, const Route& route, const RequestSummary& request,
                         std::optional<uint64_t> hashKey) {
     const Backend& backend = *route.backend;
     Balancer& balancer = worker_.balancer;
     expired_.reset();
-    uint32_t endpoint = balancer.pick(route, hashKey, Clock::now());
+    const Clock::time_point now = Clock::now();
+    uint32_t endpoint = balancer.pick(route, hashKey, now);
+    recorder_.upstream(worker_.stats.upstream(&table, backend, endpoint), now);
     Balancer::Lease lease = balancer.started(backend, endpoint);
     // Connect; a failed connect is tried once more on another endpoint (nothing was sent).
     bool connected = takePooled(backend.endpoints[endpoint]);
@@ -573,7 +675,9 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
       finish(std::move(lease), Balancer::Outcome::kFailure, Clock::now());
       worker_.add(kUpstreamRetries);
       expired_.reset();
-      endpoint = balancer.pick(route, hashKey, Clock::now(), endpoint);
+      const Clock::time_point retryNow = Clock::now();
+      endpoint = balancer.pick(route, hashKey, retryNow, endpoint);
+      recorder_.upstream(worker_.stats.upstream(&table, backend, endpoint), retryNow);
       lease = balancer.started(backend, endpoint);
       connected = co_await connectUpstream(backend.endpoints[endpoint], true);
     }
@@ -680,6 +784,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
                                               asio::buffer(in_.data().data(), now)};
       if (error_code ec = co_await writeAll(upstream_->socket, first)) co_return ec;
       in_.consume(now);
+      recorder_.received(now);
       remaining -= now;
       bodySent = true;
       if (remaining > 0) co_await maybeContinue(request);
@@ -696,6 +801,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
           co_return w;
         }
         in_.consume(chunk);
+        recorder_.received(chunk);
         remaining -= chunk;
       }
       co_return error_code();
@@ -719,6 +825,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
           body_.append("\r\n");
         }
         in_.consume(step.consumed);
+        recorder_.received(step.consumed);
         if (status == http1::ParseStatus::kComplete) {
           body_.append(http1::kLastChunk);
           break;
@@ -766,7 +873,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   // Relays the response whose head is in response_ and the rest in upstream_->in.
   awaitable<bool> relayResponse(const RequestSummary& request) {
     continueSent_ = false;
-    bool clientKeepAlive = request.keepAlive;
+    bool clientKeepAlive = request.keepAlive && !worker_.draining;
     out_.clear();
     http1::ClientBodyFraming framing = http1::appendClientResponseHead(
         response_, {request.minorVersion, !clientKeepAlive, request.method}, out_);
@@ -780,6 +887,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     if (upstreamBody == http1::BodyKind::kNone) {
       complete = true;
       setPhase(Phase::kClientWrite);
+      recorder_.sent(out_.size());
       error_code ec;
       size_t written = 0;
       if (!writeNow(client_, asio::buffer(out_), written, ec)) {
@@ -795,6 +903,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
             asio::buffer(out_.data(), headWritten ? 0 : out_.size()),
             asio::buffer(upstream_->in.data().data(), now)};
         setPhase(Phase::kClientWrite);
+        recorder_.sent(asio::buffer_size(buffers));
         error_code writeError;
         size_t written = 0;
         if (!writeNow(client_, buffers, written, writeError)) {
@@ -845,7 +954,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
         if (ended && framing == http1::ClientBodyFraming::kChunked) body_.append(http1::kLastChunk);
         if (!body_.empty()) {
           setPhase(Phase::kClientWrite);
-          if (co_await writeAll(client_, asio::buffer(body_))) co_return false;
+          if (co_await writeClient(asio::buffer(body_))) co_return false;
           headWritten = true;
         }
         if (ended || broken) {
@@ -858,7 +967,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
           if (upstreamBody == http1::BodyKind::kUntilClose && ec == asio::error::eof) {
             if (framing == http1::ClientBodyFraming::kChunked) {
               setPhase(Phase::kClientWrite);
-              if (co_await writeAll(client_, asio::buffer(http1::kLastChunk))) co_return false;
+              if (co_await writeClient(asio::buffer(http1::kLastChunk))) co_return false;
               complete = true;
             } else {
               complete = true;
@@ -901,7 +1010,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     out_.append(upstream_->in.data());
     upstream_->in.clear();
     setPhase(Phase::kClientWrite);
-    if (co_await writeAll(client_, asio::buffer(out_))) co_return false;
+    if (co_await writeClient(asio::buffer(out_))) co_return false;
     if (!in_.empty()) {
       if (co_await writeAll(upstream_->socket, asio::buffer(in_.data()))) co_return false;
       in_.clear();
@@ -951,6 +1060,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   http1::RequestHead request_;
   http1::ResponseHead response_;
   std::unique_ptr<UpstreamConnection> upstream_;
+  RequestRecorder recorder_;
   std::string upstreamHead_;
   std::string out_;
   std::string body_;
@@ -1024,6 +1134,18 @@ awaitable<void> IngressServer::Worker::reapLoop() {
     co_await timer.async_wait(asio::redirect_error(kUseAwaitable, ec));
     if (ec) co_return;
     pool.closeIdleSince(Clock::now() - options.upstreamIdleTimeout);
+    stats.reap();
+  }
+}
+
+awaitable<void> IngressServer::Worker::flushAccessLogLoop() {
+  asio::steady_timer timer(*io);
+  for (;;) {
+    timer.expires_after(kAccessLogFlushPeriod);
+    error_code ec;
+    co_await timer.async_wait(asio::redirect_error(kUseAwaitable, ec));
+    if (ec) co_return;
+    accessLog.flush();
   }
 }
 
@@ -1071,11 +1193,13 @@ Result<std::unique_ptr<IngressServer>> IngressServer::start(
   }
   const unsigned workers =
       opts.workers != 0 ? opts.workers : std::max(1u, std::thread::hardware_concurrency());
+  server->layout_ = StatsLayout::build(table.get(), nullptr);
   std::random_device random;
   for (unsigned i = 0; i < workers; ++i) {
     auto worker =
         std::make_unique<Worker>(opts, server->connections_, (uint64_t{random()} << 32) ^ random());
     worker->balancer.setTable(table);
+    worker->stats.setLayout(server->layout_);
     // Port 0: the first worker's port, so that every worker shares it (SO_REUSEPORT).
     if (http) {
       auto acceptor = listenReusePort(*worker->io, i == 0 ? *http : server->httpEndpoint_);
@@ -1099,6 +1223,7 @@ Result<std::unique_ptr<IngressServer>> IngressServer::start(
     if (w->http) asio::co_spawn(*w->io, w->acceptLoop(*w->http, false), asio::detached);
     if (w->https) asio::co_spawn(*w->io, w->acceptLoop(*w->https, true), asio::detached);
     asio::co_spawn(*w->io, w->reapLoop(), asio::detached);
+    if (w->accessLog.enabled()) asio::co_spawn(*w->io, w->flushAccessLogLoop(), asio::detached);
   }
   if (server->ticketKeys_) {
     Worker* first = server->workers_.front().get();
@@ -1117,10 +1242,15 @@ IngressServer::~IngressServer() {
 }
 
 void IngressServer::publish(std::shared_ptr<const RouteTable> table) {
+  // Which stats the table has is worked out here, once, not by every worker. Under the lock so
+  // that every worker gets the tables in the same order.
+  std::lock_guard lock(publishMutex_);
+  layout_ = StatsLayout::build(table.get(), layout_.get());
   for (auto& worker : workers_) {
     Worker* w = worker.get();
-    asio::post(*w->io, [w, table] {
+    asio::post(*w->io, [w, table, layout = layout_] {
       w->balancer.setTable(table);
+      w->stats.setLayout(layout);
       w->add(kTableSwaps);
     });
   }
@@ -1163,6 +1293,37 @@ IngressCounters IngressServer::counters() const {
   }
   out.connectionsActive = connections_.load(std::memory_order_relaxed);
   return out;
+}
+
+IngressStats IngressServer::stats() const {
+  std::map<RouteLabels, RouteSample> routes;
+  std::map<UpstreamLabels, UpstreamSample> upstreams;
+  for (const auto& w : workers_) w->stats.collect(routes, upstreams);
+  return mergeStats(std::move(routes), std::move(upstreams));
+}
+
+void IngressServer::beginDrain() {
+  for (auto& worker : workers_) {
+    Worker* w = worker.get();
+    asio::post(*w->io, [w] { w->drain(false); });
+  }
+}
+
+bool IngressServer::drained() const { return connections_.load(std::memory_order_relaxed) == 0; }
+
+bool IngressServer::drain(std::chrono::milliseconds timeout) {
+  beginDrain();
+  const auto deadline = Clock::now() + timeout;
+  while (!drained() && Clock::now() < deadline) std::this_thread::sleep_for(10ms);
+  if (drained()) return true;
+  // Out of time: what is left is cut, and its sessions given a moment to end.
+  for (auto& worker : workers_) {
+    Worker* w = worker.get();
+    asio::post(*w->io, [w] { w->drain(true); });
+  }
+  const auto cutDeadline = Clock::now() + 1s;
+  while (!drained() && Clock::now() < cutDeadline) std::this_thread::sleep_for(10ms);
+  return false;
 }
 
 boost::asio::ip::tcp::endpoint IngressServer::httpEndpoint() const { return httpEndpoint_; }

@@ -14,12 +14,15 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "l7/access_log.h"
 #include "l7/balancer.h"
 #include "l7/http1/message.h"
+#include "l7/ingress_metrics.h"
 #include "l7/route_table.h"
 #include "l7/tls/certificate_set.h"
 #include "l7/tls/ticket_keys.h"
@@ -46,6 +49,9 @@ struct IngressOptions {
   uint32_t maxIdleUpstreamPerEndpoint = 64;   // per worker
   std::chrono::milliseconds upstreamIdleTimeout{30'000};  // pooled connections closed after
   HealthOptions health;
+  // The access log; null: none. Every worker formats its own lines (l7/access_log.h).
+  std::shared_ptr<AccessLogWriter> accessLog;
+  AccessLogFormat accessLogFormat = AccessLogFormat::kJson;
 };
 
 // Counters summed over the workers. Monotonic except connectionsActive.
@@ -96,6 +102,18 @@ class IngressServer {
   void publishCertificates(std::shared_ptr<const tls::CertificateSet> certificates);
 
   IngressCounters counters() const;
+  // Per route and per upstream, summed over the workers, for the current table. Thread-safe.
+  IngressStats stats() const;
+
+  // Graceful shutdown. beginDrain(): the listeners close (new connections are refused), idle
+  // keep-alive connections close at once, requests in flight go on and their responses carry
+  // "Connection: close". Thread-safe; returns at once. drained(): no client connection is left.
+  // drain(timeout): both, waiting up to `timeout`, then closes whatever is left (requests still
+  // in flight are cut); true when everything ended on its own. The server is of no further use
+  // after a drain, but for counters and stats.
+  void beginDrain();
+  bool drained() const;
+  bool drain(std::chrono::milliseconds timeout);
   // The bound HTTP address (the port chosen when the option said port 0).
   boost::asio::ip::tcp::endpoint httpEndpoint() const;
   boost::asio::ip::tcp::endpoint httpsEndpoint() const;
@@ -108,6 +126,8 @@ class IngressServer {
   std::unique_ptr<IngressOptions> options_;      // workers keep a reference
   std::atomic<uint32_t> connections_{0};         // client connections open, all workers
   std::shared_ptr<tls::TicketKeys> ticketKeys_;  // shared by every worker's TLS context
+  std::mutex publishMutex_;
+  std::shared_ptr<const StatsLayout> layout_;  // of the last table published
   std::vector<std::unique_ptr<Worker>> workers_;
   boost::asio::ip::tcp::endpoint httpEndpoint_;
   boost::asio::ip::tcp::endpoint httpsEndpoint_;

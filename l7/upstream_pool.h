@@ -12,6 +12,7 @@
 
 #include "l7/balancer.h"
 #include "l7/byte_buffer.h"
+#include "l7/ingress_metrics.h"
 #include "l7/route_table.h"
 
 namespace capstan::l7 {
@@ -23,6 +24,7 @@ struct UpstreamConnection {
   RouteEndpoint endpoint;
   ByteBuffer in;  // read from the upstream, not consumed yet
   std::chrono::steady_clock::time_point idleSince{};
+  OpenConnectionGauge gauge;  // in the stats of the endpoint it was opened for
 };
 
 class UpstreamPool {

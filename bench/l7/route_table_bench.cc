@@ -10,6 +10,11 @@
 //    (exact, wildcard, any host) and a 404.
 //  - BM_Build: RouteTable::build from the ProxyState (built once, not timed), the control
 //    thread's cost on every ingress or endpoint change.
+//  - BM_StatsLayoutBuild: which per-route and per-endpoint stats (l7/ingress_metrics.h) a new
+//    table has and which of the previous table's they continue: the control thread's cost on
+//    every publish.
+//  - BM_WorkerStatsSwap: a worker's stats moving to a newly published table of the same routes,
+//    the worker's own cost of a swap (requests on that worker wait meanwhile).
 //
 // Goal: a lookup well under a microsecond, so routing is noise beside parsing the request; a build
 // fast enough for a sync per second at this size.
@@ -21,6 +26,7 @@
 #include <utility>
 #include <vector>
 
+#include "l7/ingress_metrics.h"
 #include "l7/route_table.h"
 #include "tests/l7/ingress_state_builder.h"
 
@@ -154,6 +160,36 @@ void BM_MatchMiss(benchmark::State& st) {
   runMatches(st, reqs, false);
 }
 BENCHMARK(BM_MatchMiss);
+
+// A chain of layouts alternating between two tables of the same routes, as publishing builds them.
+std::vector<std::shared_ptr<const StatsLayout>> layoutChain(size_t n) {
+  const std::shared_ptr<const RouteTable> tables[2] = {table(), RouteTable::build(*state())};
+  static std::vector<std::shared_ptr<const RouteTable>> keep;  // the layouts point into them
+  keep.assign(std::begin(tables), std::end(tables));
+  std::vector<std::shared_ptr<const StatsLayout>> chain;
+  for (size_t i = 0; i < n; ++i) {
+    chain.push_back(StatsLayout::build(tables[i % 2].get(), i ? chain.back().get() : nullptr));
+  }
+  return chain;
+}
+
+void BM_StatsLayoutBuild(benchmark::State& st) {
+  const auto chain = layoutChain(1);
+  const std::shared_ptr<const RouteTable> next = RouteTable::build(*state());
+  for (auto _ : st) benchmark::DoNotOptimize(StatsLayout::build(next.get(), chain[0].get()));
+}
+BENCHMARK(BM_StatsLayoutBuild)->Unit(benchmark::kMillisecond);
+
+constexpr size_t kSwaps = 20;
+void BM_WorkerStatsSwap(benchmark::State& st) {
+  const auto chain = layoutChain(kSwaps + 1);
+  WorkerStats stats;
+  stats.setLayout(chain[0]);
+  size_t i = 0;
+  for (auto _ : st) stats.setLayout(chain[++i]);
+  st.counters["routes"] = static_cast<double>(table()->routes().size());
+}
+BENCHMARK(BM_WorkerStatsSwap)->Unit(benchmark::kMillisecond)->Iterations(kSwaps);
 
 void BM_Build(benchmark::State& st) {
   const ProxyState& s = *state();

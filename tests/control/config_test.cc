@@ -205,6 +205,9 @@ TEST_F(ConfigTest, ParsesIngressFlagsAndTheIngressSection) {
   EXPECT_FALSE(defaults->config.ingress.enabled);
   EXPECT_EQ(defaults->config.ingress.httpAddress, "0.0.0.0:80");
   EXPECT_EQ(defaults->config.ingress.httpsAddress, "0.0.0.0:443");
+  EXPECT_EQ(defaults->config.ingress.accessLog, "");
+  EXPECT_EQ(defaults->config.ingress.accessLogFormat, "json");
+  EXPECT_EQ(defaults->config.ingress.drainTimeout, std::chrono::seconds(10));
 
   std::string path = writeFile("capstan.yaml", R"(apiVersion: capstan.io/v1alpha1
 kind: CapstanConfiguration
@@ -220,6 +223,9 @@ ingress:
   upstreamResponseTimeout: 30s
   maxBodySize: 1048576
   maxConnections: 50
+  accessLog: /var/log/capstan/access.log
+  accessLogFormat: common
+  drainTimeout: 20s
 )");
   auto r = parseArgs({"--config", path, "--ingress-workers", "4"});
   ASSERT_TRUE(r.ok()) << r.error().message();
@@ -234,14 +240,22 @@ ingress:
   EXPECT_EQ(in.upstreamResponseTimeout, std::chrono::seconds(30));
   EXPECT_EQ(in.maxBodyBytes, 1048576u);
   EXPECT_EQ(in.maxConnections, 50u);
+  EXPECT_EQ(in.accessLog, "/var/log/capstan/access.log");
+  EXPECT_EQ(in.accessLogFormat, "common");
+  EXPECT_EQ(in.drainTimeout, std::chrono::seconds(20));
 
   auto flags = parseArgs({"--manifests", "/m", "--ingress", "--ingress-http-address", "[::1]:81",
-                          "--ingress-idle-timeout", "90s", "--ingress-max-body-size", "0"});
+                          "--ingress-idle-timeout", "90s", "--ingress-max-body-size", "0",
+                          "--ingress-access-log", "-", "--ingress-access-log-format", "common",
+                          "--ingress-drain-timeout", "0s"});
   ASSERT_TRUE(flags.ok()) << flags.error().message();
   EXPECT_TRUE(flags->config.ingress.enabled);
   EXPECT_EQ(flags->config.ingress.httpAddress, "[::1]:81");
   EXPECT_EQ(flags->config.ingress.idleTimeout, std::chrono::seconds(90));
   EXPECT_EQ(flags->config.ingress.maxBodyBytes, 0u);
+  EXPECT_EQ(flags->config.ingress.accessLog, "-");
+  EXPECT_EQ(flags->config.ingress.accessLogFormat, "common");
+  EXPECT_EQ(flags->config.ingress.drainTimeout, std::chrono::seconds(0));
 }
 
 TEST_F(ConfigTest, RejectsBadIngressSettingsNamingThem) {
@@ -257,6 +271,9 @@ TEST_F(ConfigTest, RejectsBadIngressSettingsNamingThem) {
            {{"--ingress-idle-timeout", "soon"}, "--ingress-idle-timeout"},
            {{"--ingress-workers", "-1"}, "--ingress-workers"},
            {{"--ingress-max-connections", "x"}, "--ingress-max-connections"},
+           {{"--ingress-access-log-format", "xml"}, "--ingress-access-log-format: \"xml\""},
+           {{"--ingress-drain-timeout", "-1s"}, "--ingress-drain-timeout"},
+           {{"--ingress-drain-timeout", "later"}, "--ingress-drain-timeout"},
        }) {
     std::vector<std::string> args = {"--manifests", "/m", "--ingress"};
     args.insert(args.end(), bad.args.begin(), bad.args.end());
@@ -268,6 +285,11 @@ TEST_F(ConfigTest, RejectsBadIngressSettingsNamingThem) {
   auto r = parseArgs({"--config", path});
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().message().find("ingress.listen: unknown field"), std::string::npos)
+      << r.error().message();
+  path = writeFile("bad-format.yaml", "manifests: [/m]\ningress:\n  accessLogFormat: xml\n");
+  r = parseArgs({"--config", path});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message().find("ingress.accessLogFormat: \"xml\" is not"), std::string::npos)
       << r.error().message();
 }
 

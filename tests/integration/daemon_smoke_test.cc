@@ -162,14 +162,21 @@ class DaemonSmokeTest : public testing::Test {
 
   // The standalone L7 load balancer on a free port (set in `ingressPort`) with web's Service, a
   // slice naming 127.0.0.2 and Ingress "site" (the manifests below), upstreams on `port`.
-  void startIngress(const std::string& port, uint16_t& ingressPort) {
+  void startIngress(const std::string& port, uint16_t& ingressPort,
+                    const std::vector<std::string>& extraArgs = {}) {
     ASSERT_NO_FATAL_FAILURE(write("manifests/web.yaml", webServiceYaml(port)));
     ASSERT_NO_FATAL_FAILURE(write("manifests/web-slice.yaml", webSliceYaml(port, {"127.0.0.2"})));
     ASSERT_NO_FATAL_FAILURE(write("manifests/ingress.yaml", siteIngressYaml()));
     ingressPort = freePorts(1).at(0);
-    ASSERT_NO_FATAL_FAILURE(startDaemon({"--ingress", "--ingress-http-address",
-                                         "127.0.0.1:" + std::to_string(ingressPort),
-                                         "--ingress-https-address", "", "--ingress-workers", "2"}));
+    std::vector<std::string> args = {"--ingress",
+                                     "--ingress-http-address",
+                                     "127.0.0.1:" + std::to_string(ingressPort),
+                                     "--ingress-https-address",
+                                     "",
+                                     "--ingress-workers",
+                                     "2"};
+    args.insert(args.end(), extraArgs.begin(), extraArgs.end());
+    ASSERT_NO_FATAL_FAILURE(startDaemon(args));
   }
 
   void write(const std::string& rel, const std::string& content) const {
@@ -708,13 +715,15 @@ TEST_F(DaemonSmokeTest, BadFlagsExitNonZeroWithAMessage) {
 
 // --ingress with --proxy-mode=none: the standalone L7 load balancer. Routes come from an Ingress
 // in the manifests; an endpoint change is applied without a restart, and a client connection
-// kept alive across it keeps working and reaches the new endpoint.
+// kept alive across it keeps working and reaches the new endpoint. Requests are in the access
+// log and the per-route metrics; SIGTERM lets a request in flight finish before the exit.
 TEST_F(DaemonSmokeTest, IngressServesManifestRoutesAndFollowsEndpointsWithoutDroppingConnections) {
   support::HttpUpstream a("a", "127.0.0.2");
   support::HttpUpstream b("b", "127.0.0.3", a.port());
   const std::string port = std::to_string(a.port());
   uint16_t ingressPort = 0;
-  ASSERT_NO_FATAL_FAILURE(startIngress(port, ingressPort));
+  ASSERT_NO_FATAL_FAILURE(
+      startIngress(port, ingressPort, {"--ingress-access-log", path("access.log")}));
   auto upstreamOf = [](const std::optional<support::HttpClient::Response>& r) {
     return r ? r->body().substr(0, r->body().find('\n')) : std::string("(none)");
   };
@@ -740,6 +749,30 @@ TEST_F(DaemonSmokeTest, IngressServesManifestRoutesAndFollowsEndpointsWithoutDro
   EXPECT_GE(metricValue(metrics->body, "capstan_ingress_requests_total").value_or(0), 4);
   EXPECT_GE(metricValue(metrics->body, "capstan_ingress_route_table_builds_total").value_or(0), 2);
   EXPECT_EQ(metricValue(metrics->body, "capstan_ingress_routes").value_or(-1), 1);
+  const std::string route = R"({ingress="default/site",host="web.example.com",path="/"})";
+  EXPECT_GE(metricValue(metrics->body, "capstan_ingress_route_requests_total" + route).value_or(0),
+            3)
+      << metrics->body;
+  ASSERT_TRUE(waitFor([&] {
+    return readFile(path("access.log")).find("\"route\":\"default/site\"") != std::string::npos;
+  })) << readFile(path("access.log"));
+
+  // SIGTERM with a request in flight: it completes (Connection: close), then capstan exits.
+  support::HttpClient slow(ingressPort);
+  ASSERT_TRUE(slow.send(support::getRequest("web.example.com", "/sleep/500")));
+  ASSERT_TRUE(waitFor([&] {
+    return metric("capstan_ingress_route_requests_in_flight" + route) == 1 || !running();
+  })) << "the request is in flight";
+  ASSERT_EQ(::kill(pid_, SIGTERM), 0);
+  auto response = slow.read();
+  ASSERT_TRUE(response) << "the request in flight completes during the drain";
+  EXPECT_EQ(upstreamOf(response), "upstream: b");
+  EXPECT_FALSE(response->keep_alive());
+  auto status = waitExit(pid_, 5000ms);
+  ASSERT_TRUE(status.has_value()) << "capstan did not exit after the drain";
+  pid_ = -1;
+  EXPECT_EQ(WEXITSTATUS(*status), 0);
+  EXPECT_NE(readFile(path("daemon.err")).find("ingress drained"), std::string::npos);
 }
 
 // Manifests changing under load: endpoints added and removed (the removed ones still serve, as a

@@ -17,6 +17,7 @@
 
 #include "tests/l7/ingress_state_builder.h"
 #include "tests/l7/tls/tls_test_support.h"
+#include "tests/support/child_process.h"
 #include "tests/support/http_peers.h"
 #include "tests/support/loopback_http.h"
 
@@ -26,6 +27,7 @@ namespace {
 using support::getRequest;
 using support::HttpClient;
 using support::HttpUpstream;
+using support::waitFor;
 using test::IngressStateBuilder;
 using test::path;
 using test::serviceBackend;
@@ -34,16 +36,6 @@ using namespace std::chrono_literals;
 
 const boost::asio::ip::tcp::endpoint kLoopbackAnyPort(boost::asio::ip::make_address("127.0.0.1"),
                                                       0);
-
-// Polls `condition` every 10 ms for up to `limit`.
-template <class F>
-bool eventually(F condition, std::chrono::milliseconds limit = 3s) {
-  for (auto end = std::chrono::steady_clock::now() + limit; std::chrono::steady_clock::now() < end;
-       std::this_thread::sleep_for(10ms)) {
-    if (condition()) return true;
-  }
-  return condition();
-}
 
 std::string bodyOf(const std::optional<HttpClient::Response>& response) {
   return response ? response->body() : "(no response)";
@@ -299,7 +291,7 @@ TEST_F(IngressServerTest, SlowHeadersAreCutOffAtTheHeaderTimeout) {
   auto begin = std::chrono::steady_clock::now();
   EXPECT_TRUE(client.closedByPeer());
   EXPECT_LT(std::chrono::steady_clock::now() - begin, 2500ms);
-  EXPECT_TRUE(eventually([&] { return server_->counters().headerTimeouts == 1; }));
+  EXPECT_TRUE(waitFor([&] { return server_->counters().headerTimeouts == 1; }));
 }
 
 TEST_F(IngressServerTest, WebSocketUpgradeIsTunnelled) {
@@ -329,7 +321,7 @@ TEST_F(IngressServerTest, NewTablesApplyWithoutDroppingConnections) {
   // Publish a table where web has only its first endpoint; the open connection keeps working and
   // every later request goes to web-1.
   server_->publish(table("", 1));
-  ASSERT_TRUE(eventually([&] { return server_->counters().tableSwaps == 2; }));
+  ASSERT_TRUE(waitFor([&] { return server_->counters().tableSwaps == 2; }));
   for (int i = 0; i < 10; ++i) {
     auto r = client.request(getRequest("web.example.com", "/"));
     ASSERT_TRUE(r) << i;
@@ -346,7 +338,7 @@ TEST_F(IngressServerTest, LoadSpreadsOverEveryEndpointAndHashPoliciesStick) {
   for (const auto& upstream : web_) EXPECT_GE(upstream->requests(), 5u) << upstream->address();
 
   server_->publish(table("hash-header:X-User"));
-  ASSERT_TRUE(eventually([&] { return server_->counters().tableSwaps == 2; }));
+  ASSERT_TRUE(waitFor([&] { return server_->counters().tableSwaps == 2; }));
   std::string first;
   for (int i = 0; i < 10; ++i) {
     HttpClient client(port_);  // new connections land on either worker
