@@ -162,6 +162,7 @@ IngressState ChangeTracker::buildIngressState() const {
       if (!tls.secretName.empty()) secretNames.insert({name.ns, tls.secretName});
     }
   }
+  if (options_.defaultCertificateSecret) secretNames.insert(*options_.defaultCertificateSecret);
   for (const NamespacedName& secret : secretNames) {
     if (auto it = secrets_.find(secret); it != secrets_.end()) state.secrets.push_back(it->second);
   }

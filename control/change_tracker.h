@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,8 @@ namespace capstan::control {
 struct TrackerOptions {
   std::string nodeName;
   IngressClassSelector ingressClass;
+  // A Secret the ingress needs besides those its Ingresses name (--ingress-default-certificate).
+  std::optional<NamespacedName> defaultCertificateSecret;
 };
 
 class ChangeTracker {

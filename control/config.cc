@@ -88,6 +88,7 @@ struct Flags {
   std::string ingressAccessLog;
   std::string ingressAccessLogFormat;
   std::string ingressDrainTimeout;
+  std::string ingressDefaultCertificate;
   bool version = false;
 };
 
@@ -207,6 +208,9 @@ void defineFlags(CLI::App& app, Flags& f) {
   app.add_option("--ingress-access-log-format", f.ingressAccessLogFormat,
                  "ingress: access log format: json or common (the combined log format and "
                  "key=\"value\" fields) (default json)");
+  app.add_option("--ingress-default-certificate", f.ingressDefaultCertificate,
+                 "ingress: namespace/name of the kubernetes.io/tls Secret served to TLS clients "
+                 "whose server name no Ingress covers (default: a self-signed certificate)");
   app.add_option("--ingress-drain-timeout", f.ingressDrainTimeout,
                  "ingress: on SIGTERM, how long requests in flight may go on while new "
                  "connections are refused; 0 exits at once (default 10s)");
@@ -316,6 +320,17 @@ Result<std::vector<Cidr>> parseCidrList(std::string_view text, const std::string
 Status checkAccessLogFormat(const std::string& text, const std::string& what) {
   if (text == "json" || text == "common") return okStatus();
   return Error(what + ": \"" + text + "\" is not an access log format (json or common)");
+}
+
+// "namespace/name" of a Secret.
+Status checkSecretReference(const std::string& text, const std::string& what) {
+  const size_t slash = text.find('/');
+  if (text.empty()) return okStatus();  // none
+  if (slash != std::string::npos && isDns1123Subdomain(text.substr(0, slash)) &&
+      isDns1123Subdomain(text.substr(slash + 1))) {
+    return okStatus();
+  }
+  return Error(what + ": \"" + text + "\" is not namespace/name of a Secret");
 }
 
 Result<std::chrono::nanoseconds> parseDuration(const std::string& text, const std::string& what) {
@@ -537,6 +552,11 @@ Status applyConfigFile(const std::string& path, Config& config) {
           if (Status st = checkAccessLogFormat(in.accessLogFormat, where(field)); !st.ok()) {
             return st.error();
           }
+        } else if (sub == "defaultCertificate") {
+          CAPSTAN_TRY(in.defaultCertificate, str(sv, field));
+          if (Status st = checkSecretReference(in.defaultCertificate, where(field)); !st.ok()) {
+            return st.error();
+          }
         } else if (sub == "drainTimeout") {
           CAPSTAN_TRY(in.drainTimeout, duration(sv, field));
         } else {
@@ -660,6 +680,13 @@ Status validate(const Config& c) {
 }
 
 }  // namespace
+
+std::optional<NamespacedName> defaultCertificateSecret(const Config& config) {
+  const std::string& text = config.ingress.defaultCertificate;
+  const size_t slash = text.find('/');
+  if (slash == std::string::npos) return std::nullopt;
+  return NamespacedName{text.substr(0, slash), text.substr(slash + 1)};
+}
 
 bool usesKubeApi(const Config& config) {
   if (!config.kubeconfig.empty() || !config.master.empty()) return true;
@@ -823,6 +850,11 @@ Result<ParsedArgs> parseArgs(const std::vector<std::string>& rawArgs) {
     Status st = checkAccessLogFormat(f.ingressAccessLogFormat, "--ingress-access-log-format");
     if (!st.ok()) return st.error();
     c.ingress.accessLogFormat = f.ingressAccessLogFormat;
+  }
+  if (given("--ingress-default-certificate")) {
+    Status st = checkSecretReference(f.ingressDefaultCertificate, "--ingress-default-certificate");
+    if (!st.ok()) return st.error();
+    c.ingress.defaultCertificate = f.ingressDefaultCertificate;
   }
   if (given("--ingress-drain-timeout")) {
     auto d = parseDuration(f.ingressDrainTimeout, "--ingress-drain-timeout");

@@ -14,6 +14,7 @@
 
 #include "model/ip.h"
 #include "model/result.h"
+#include "model/service.h"
 
 namespace capstan::control {
 
@@ -81,6 +82,9 @@ struct Config {
     std::string accessLogFormat = "json";  // --ingress-access-log-format: json or common
     // --ingress-drain-timeout: on SIGTERM, how long requests in flight may finish.
     std::chrono::nanoseconds drainTimeout = std::chrono::seconds(10);
+    // --ingress-default-certificate: "namespace/name" of the kubernetes.io/tls Secret served
+    // when no Ingress covers a TLS client's server name; empty: a self-signed one.
+    std::string defaultCertificate;
 
     bool operator==(const Ingress&) const = default;
   };
@@ -91,6 +95,9 @@ struct Config {
 
 // Whether objects come from the Kubernetes API rather than from --manifests.
 bool usesKubeApi(const Config& config);
+
+// The Secret of --ingress-default-certificate (validated when parsed); none when not given.
+std::optional<NamespacedName> defaultCertificateSecret(const Config& config);
 
 struct ParsedArgs {
   Config config;

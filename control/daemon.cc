@@ -63,6 +63,7 @@ TrackerOptions trackerOptions(const Config& config) {
   TrackerOptions options;
   options.nodeName = nodeName(config);
   options.ingressClass.className = config.ingressClass;
+  options.defaultCertificateSecret = defaultCertificateSecret(config);
   return options;
 }
 

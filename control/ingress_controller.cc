@@ -86,6 +86,7 @@ Result<std::unique_ptr<IngressController>> IngressController::start(const Config
                config.ingress.httpsAddress.empty() ? "(none)" : config.ingress.httpsAddress);
   std::unique_ptr<IngressController> controller(
       new IngressController(std::move(server).value(), std::move(fallback), std::move(accessLog)));
+  controller->defaultSecret_ = defaultCertificateSecret(config);
   controller->checker_ =
       std::make_unique<l7::HealthChecker>([c = controller.get()] { c->healthChanged(); });
   return controller;
@@ -111,8 +112,24 @@ void IngressController::buildCertificates(const ProxyState& state,
           {name.toString(), entry.hosts, secret->certificatePem, secret->privateKeyPem});
     }
   }
-  auto built = l7::tls::CertificateSet::build(sources, defaultCertificate_,
-                                              std::chrono::system_clock::now());
+  // The default certificate: the configured Secret while it exists, else the self-signed one.
+  l7::tls::CertificateSource fallback = defaultCertificate_;
+  if (defaultSecret_) {
+    if (const TlsSecret* secret = state.ingress().findSecret(*defaultSecret_)) {
+      fallback = {defaultSecret_->toString(), {}, secret->certificatePem, secret->privateKeyPem};
+    } else {
+      problems.push_back("--ingress-default-certificate: no kubernetes.io/tls Secret " +
+                         defaultSecret_->toString() + "; serving the self-signed certificate");
+    }
+  }
+  const auto now = std::chrono::system_clock::now();
+  auto built = l7::tls::CertificateSet::build(sources, fallback, now);
+  if (!built.ok() && fallback.name != defaultCertificate_.name) {
+    // The configured Secret does not load: say so, and serve the self-signed one.
+    problems.push_back("--ingress-default-certificate: " + built.error().message() +
+                       "; serving the self-signed certificate");
+    built = l7::tls::CertificateSet::build(sources, defaultCertificate_, now);
+  }
   if (!built.ok()) {
     problems.push_back("certificates: " + built.error().message());
     return;

@@ -13,6 +13,7 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -56,7 +57,9 @@ class IngressController {
   void healthChanged();  // the checker's thread
 
   std::unique_ptr<l7::IngressServer> server_;
-  l7::tls::CertificateSource defaultCertificate_;
+  l7::tls::CertificateSource defaultCertificate_;  // self-signed, made at start-up
+  // --ingress-default-certificate: served instead of defaultCertificate_ while it exists.
+  std::optional<NamespacedName> defaultSecret_;
   std::shared_ptr<l7::AccessLogWriter> accessLog_;
   std::vector<std::string> lastWarnings_;
   std::atomic<uint64_t> routes_{0};

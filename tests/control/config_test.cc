@@ -226,6 +226,7 @@ ingress:
   accessLog: /var/log/capstan/access.log
   accessLogFormat: common
   drainTimeout: 20s
+  defaultCertificate: ingress-system/wildcard-tls
 )");
   auto r = parseArgs({"--config", path, "--ingress-workers", "4"});
   ASSERT_TRUE(r.ok()) << r.error().message();
@@ -243,11 +244,15 @@ ingress:
   EXPECT_EQ(in.accessLog, "/var/log/capstan/access.log");
   EXPECT_EQ(in.accessLogFormat, "common");
   EXPECT_EQ(in.drainTimeout, std::chrono::seconds(20));
+  EXPECT_EQ(defaultCertificateSecret(r->config),
+            (NamespacedName{"ingress-system", "wildcard-tls"}));
+  EXPECT_EQ(defaultCertificateSecret(defaults->config), std::nullopt);
 
-  auto flags = parseArgs({"--manifests", "/m", "--ingress", "--ingress-http-address", "[::1]:81",
-                          "--ingress-idle-timeout", "90s", "--ingress-max-body-size", "0",
-                          "--ingress-access-log", "-", "--ingress-access-log-format", "common",
-                          "--ingress-drain-timeout", "0s"});
+  auto flags =
+      parseArgs({"--manifests", "/m", "--ingress", "--ingress-http-address", "[::1]:81",
+                 "--ingress-idle-timeout", "90s", "--ingress-max-body-size", "0",
+                 "--ingress-access-log", "-", "--ingress-access-log-format", "common",
+                 "--ingress-drain-timeout", "0s", "--ingress-default-certificate", "default/tls"});
   ASSERT_TRUE(flags.ok()) << flags.error().message();
   EXPECT_TRUE(flags->config.ingress.enabled);
   EXPECT_EQ(flags->config.ingress.httpAddress, "[::1]:81");
@@ -256,6 +261,7 @@ ingress:
   EXPECT_EQ(flags->config.ingress.accessLog, "-");
   EXPECT_EQ(flags->config.ingress.accessLogFormat, "common");
   EXPECT_EQ(flags->config.ingress.drainTimeout, std::chrono::seconds(0));
+  EXPECT_EQ(flags->config.ingress.defaultCertificate, "default/tls");
 }
 
 TEST_F(ConfigTest, RejectsBadIngressSettingsNamingThem) {
@@ -274,6 +280,8 @@ TEST_F(ConfigTest, RejectsBadIngressSettingsNamingThem) {
            {{"--ingress-access-log-format", "xml"}, "--ingress-access-log-format: \"xml\""},
            {{"--ingress-drain-timeout", "-1s"}, "--ingress-drain-timeout"},
            {{"--ingress-drain-timeout", "later"}, "--ingress-drain-timeout"},
+           {{"--ingress-default-certificate", "tls"}, "--ingress-default-certificate: \"tls\""},
+           {{"--ingress-default-certificate", "a/B_C"}, "not namespace/name of a Secret"},
        }) {
     std::vector<std::string> args = {"--manifests", "/m", "--ingress"};
     args.insert(args.end(), bad.args.begin(), bad.args.end());

@@ -33,10 +33,12 @@
 
 #include "control/document_reader.h"
 #include "control/manifest/manifest_source.h"
+#include "l7/tls/self_signed_certificate.h"
 #include "tests/support/child_process.h"
 #include "tests/support/http_load.h"
 #include "tests/support/http_peers.h"
 #include "tests/support/loopback_http.h"
+#include "tests/support/netns.h"
 #include "tests/support/prometheus_text.h"
 
 namespace capstan::control {
@@ -870,6 +872,47 @@ TEST_F(DaemonSmokeTest, IngressHealthChecksTakeADeadEndpointOutAndBringItBack) {
     auto r = client.request(support::getRequest("web.example.com", "/"));
     return r && r->body().starts_with("upstream: b");
   }));
+}
+
+// --ingress-default-certificate: a TLS client whose server name no Ingress covers gets the named
+// Secret's certificate; without the Secret, the self-signed one (and the change needs no restart).
+TEST_F(DaemonSmokeTest, IngressDefaultCertificateComesFromTheNamedSecret) {
+  auto pem = l7::tls::generateSelfSignedCertificate("fallback.example.com");
+  ASSERT_TRUE(pem.ok()) << pem.error().message();
+  auto indent = [](const std::string& text) {
+    std::string out;
+    std::istringstream lines(text);
+    for (std::string line; std::getline(lines, line);) out += "    " + line + "\n";
+    return out;
+  };
+  write("manifests/fallback.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: fallback\n  namespace: default\n"
+        "type: kubernetes.io/tls\nstringData:\n  tls.crt: |\n" +
+            indent(pem->certificatePem) + "  tls.key: |\n" + indent(pem->privateKeyPem));
+  write("manifests/web.yaml", webServiceYaml("8080"));
+  const uint16_t httpsPort = freePorts(1).at(0);
+  ASSERT_NO_FATAL_FAILURE(
+      startDaemon({"--ingress", "--ingress-http-address", "", "--ingress-https-address",
+                   "127.0.0.1:" + std::to_string(httpsPort), "--ingress-default-certificate",
+                   "default/fallback"}));
+  // The subject of the certificate the ingress serves for a name no Ingress covers.
+  auto subject = [&] {
+    const std::string host = "unknown.example.com";
+    auto r =
+        support::runCommand({"curl", "-sk", "-v", "-o", "/dev/null", "--max-time", "3", "--resolve",
+                             host + ":" + std::to_string(httpsPort) + ":127.0.0.1",
+                             "https://" + host + ":" + std::to_string(httpsPort) + "/"});
+    const size_t at = r.output.find("subject: ");
+    return at == std::string::npos ? std::string()
+                                   : r.output.substr(at, r.output.find('\n', at) - at);
+  };
+  ASSERT_TRUE(waitFor([&] {
+    return subject().find("CN=fallback.example.com") != std::string::npos;
+  })) << subject();
+  ASSERT_EQ(::unlink(path("manifests/fallback.yaml").c_str()), 0);
+  ASSERT_TRUE(waitFor([&] {
+    return subject().find(std::string(l7::tls::kDefaultCertificateName)) != std::string::npos;
+  })) << subject();
 }
 
 }  // namespace
