@@ -322,14 +322,18 @@ Status checkAccessLogFormat(const std::string& text, const std::string& what) {
   return Error(what + ": \"" + text + "\" is not an access log format (json or common)");
 }
 
-// "namespace/name" of a Secret.
-Status checkSecretReference(const std::string& text, const std::string& what) {
+// The Secret that "namespace/name" names; none when it is not of that form.
+std::optional<NamespacedName> secretReference(const std::string& text) {
   const size_t slash = text.find('/');
-  if (text.empty()) return okStatus();  // none
-  if (slash != std::string::npos && isDns1123Subdomain(text.substr(0, slash)) &&
-      isDns1123Subdomain(text.substr(slash + 1))) {
-    return okStatus();
+  if (slash == std::string::npos || !isDns1123Subdomain(text.substr(0, slash)) ||
+      !isDns1123Subdomain(text.substr(slash + 1))) {
+    return std::nullopt;
   }
+  return NamespacedName{text.substr(0, slash), text.substr(slash + 1)};
+}
+
+Status checkSecretReference(const std::string& text, const std::string& what) {
+  if (text.empty() || secretReference(text)) return okStatus();  // empty: none
   return Error(what + ": \"" + text + "\" is not namespace/name of a Secret");
 }
 
@@ -682,10 +686,7 @@ Status validate(const Config& c) {
 }  // namespace
 
 std::optional<NamespacedName> defaultCertificateSecret(const Config& config) {
-  const std::string& text = config.ingress.defaultCertificate;
-  const size_t slash = text.find('/');
-  if (slash == std::string::npos) return std::nullopt;
-  return NamespacedName{text.substr(0, slash), text.substr(slash + 1)};
+  return secretReference(config.ingress.defaultCertificate);
 }
 
 bool usesKubeApi(const Config& config) {
