@@ -1,7 +1,9 @@
 #include "l7/health_policy.h"
 
+#include <algorithm>
 #include <charconv>
 
+#include "l7/http1/grammar.h"
 #include "model/go_duration.h"
 
 namespace capstan::l7 {
@@ -35,13 +37,11 @@ Result<uint32_t> countOf(std::string_view suffix, const std::string& value) {
   return n;
 }
 
-// A path a request line may carry: absolute, printable ASCII, no blanks.
+// A path a request line may carry: absolute, of request-target bytes (the rule Capstan's own
+// parser holds requests to: VCHAR but '#').
 bool validPath(std::string_view path) {
   if (path.empty() || path[0] != '/' || path.size() > 1024) return false;
-  for (char c : path) {
-    if (c <= ' ' || c >= 0x7f) return false;
-  }
-  return true;
+  return std::all_of(path.begin(), path.end(), http1::isTargetChar);
 }
 
 bool validHost(std::string_view host) {

@@ -69,6 +69,7 @@ TEST(HealthCheckPolicy, RefusesBadValuesNamingTheAnnotation) {
   const std::vector<std::pair<std::string, std::string>> bad = {
       {"health-check-path", "healthz"},
       {"health-check-path", "/a b"},
+      {"health-check-path", "/a#b"},
       {"health-check-path", ""},
       {"health-check-interval", "5"},
       {"health-check-interval", "1ms"},
